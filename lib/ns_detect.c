@@ -1,0 +1,2 @@
+#include "ns_detect.h"
+typedef int ns_detect_placeholder_t;

@@ -1,0 +1,2 @@
+#include "ns_hostlist.h"
+typedef int ns_hostlist_placeholder_t;

@@ -1,0 +1,4 @@
+#ifndef NS_SOURCE_H
+#define NS_SOURCE_H
+/* placeholder: module under construction */
+#endif

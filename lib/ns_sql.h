@@ -1,0 +1,4 @@
+#ifndef NS_SQL_H
+#define NS_SQL_H
+/* placeholder: module under construction */
+#endif
