@@ -1,4 +1,58 @@
+/* Online scoring of one job-node (or idle) segment with a model library:
+ * preprocess with stored parameters, match a cluster, reconstruct with that
+ * cluster's model, score, threshold, and summarise as a verdict. */
 #ifndef NS_DETECT_H
 #define NS_DETECT_H
-/* placeholder: module under construction */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "ns_api.h"
+#include "ns_config.h"
+#include "ns_mts.h"
+#include "ns_status.h"
+#include "ns_store.h"
+
+/* A loaded model library: preprocessing parameters, cluster library, one
+ * model per cluster, threshold statistics. Read-only once loaded; safe to
+ * share between scoring threads. */
+typedef struct ns_library ns_library;
+
+/* NS_ERR_NOTFOUND (with a detail) when no library is active yet. */
+NS_API ns_status ns_library_load_active(ns_store *st, ns_library **out);
+NS_API ns_status ns_library_load(ns_store *st, int64_t library_id, ns_library **out);
+NS_API void ns_library_free(ns_library *lib);
+NS_API int64_t ns_library_id(const ns_library *lib);
+/* Short version tag shown to admins, e.g. "r3". */
+NS_API const char *ns_library_version(const ns_library *lib);
+
+#define NS_TOP_METRICS 3
+typedef struct ns_interval {
+  int64_t start_ms, end_ms;
+  double score_max;
+  int n_top;
+  char top_metric[NS_TOP_METRICS][64];
+  int8_t top_direction[NS_TOP_METRICS]; /* +1 above reconstruction, -1 below */
+} ns_interval;
+
+typedef struct ns_node_verdict {
+  bool anomalous;
+  bool new_pattern;          /* unmatched: scored by the nearest cluster anyway */
+  double score_max, score_mean;
+  int cluster;               /* cluster label used */
+  double match_distance;
+  char model_version[32];
+  size_t n_intervals;
+  ns_interval *intervals;
+  size_t T;                  /* per-point results after preprocessing */
+  int64_t start_ms, interval_ms;
+  float *score;
+  uint8_t *flag;
+} ns_node_verdict;
+
+/* `raw` is a node's job window as shipped (gauges/rates, any interval;
+ * NaN = missing). */
+NS_API ns_status ns_detect_segment(const ns_library *lib, const ns_segment *raw, const ns_config *cfg,
+                                   ns_node_verdict **out);
+NS_API void ns_node_verdict_free(ns_node_verdict *v);
+
 #endif
