@@ -38,6 +38,21 @@ NS_API void ns_job_free(ns_job *j);
 NS_API ns_status ns_store_put_job(ns_store *s, const ns_job *j);
 NS_API ns_status ns_store_get_job(ns_store *s, const char *cluster, const char *job_id, ns_job **out);
 
+/* Jobs of `cluster` overlapping [from, to] (0 = open), ordered by start. */
+NS_API ns_status ns_store_list_jobs(ns_store *s, const char *cluster, int64_t from_ms, int64_t to_ms,
+                                    ns_job **out, size_t *n);
+NS_API void ns_jobs_free(ns_job *jobs, size_t n);
+
+/* Raw node telemetry as imported, before preprocessing (stored in chunks).
+ * `source` names the importer ("ldms", "csv", "synth", ...). */
+NS_API ns_status ns_store_put_raw(ns_store *s, const char *cluster, const ns_mts *m, const char *source);
+NS_API ns_status ns_store_list_raw_nodes(ns_store *s, const char *cluster, char ***nodes, size_t *n);
+NS_API void ns_strings_free(char **v, size_t n);
+/* A node's raw rows in [from, to] (0 = open), chunks merged in time order;
+ * the metric set is the union of the chunks' (NaN where a chunk lacks one). */
+NS_API ns_status ns_store_get_raw(ns_store *s, const char *cluster, const char *node, int64_t from_ms,
+                                  int64_t to_ms, ns_mts **out);
+
 /* Segments. `split` is a free tag such as "train" or "test" (NULL = none).
  * Idempotent on (cluster, node, job_id/idle, start_ms): storing the same
  * segment twice returns the existing id. */
