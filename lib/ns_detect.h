@@ -36,23 +36,46 @@ typedef struct ns_interval {
 
 typedef struct ns_node_verdict {
   bool anomalous;
+  bool scored;               /* false: nothing long enough to score (reason in `note`) */
+  char note[128];
   bool new_pattern;          /* unmatched: scored by the nearest cluster anyway */
   double score_max, score_mean;
-  int cluster;               /* cluster label used */
+  int cluster;               /* cluster label used (-1 none) */
+  int64_t cluster_db_id;     /* its clusters.id, 0 if unknown */
   double match_distance;
   char model_version[32];
   size_t n_intervals;
   ns_interval *intervals;
+  double threshold;          /* level-rule threshold used (for charts) */
+  double noise_floor;
   size_t T;                  /* per-point results after preprocessing */
   int64_t start_ms, interval_ms;
   float *score;
-  uint8_t *flag;
+  uint8_t *flag;             /* bit 1 change rule, bit 2 level rule */
 } ns_node_verdict;
 
 /* `raw` is a node's job window as shipped (gauges/rates, any interval;
  * NaN = missing). */
 NS_API ns_status ns_detect_segment(const ns_library *lib, const ns_segment *raw, const ns_config *cfg,
                                    ns_node_verdict **out);
+/* Same for a segment that is already preprocessed (imported training/test
+ * segments, `nsentry prep` output): its metrics must be the library's. */
+NS_API ns_status ns_detect_prepped(const ns_library *lib, const ns_segment *seg, const ns_config *cfg,
+                                   ns_node_verdict **out);
 NS_API void ns_node_verdict_free(ns_node_verdict *v);
+/* {"scored","anomalous","new_pattern","score_max","score_mean","cluster","match_distance",
+ *  "model","threshold","noise_floor","intervals":[{"start_ms","end_ms","score_max","top":[{"metric","direction"}]}]}
+ * malloc'ed. */
+NS_API ns_status ns_node_verdict_json(const ns_node_verdict *v, char **out);
+/* Upsert the verdicts row of (cluster, job_id, node) with details and
+ * per-point scores. */
+NS_API ns_status ns_detect_store_verdict(ns_store *st, const char *cluster, const char *job_id, const char *node,
+                                         int64_t segment_id, const ns_node_verdict *v);
+/* The library's metric schema (what ns_detect_prepped expects). */
+NS_API size_t ns_library_n_metrics(const ns_library *lib);
+NS_API const char *ns_library_metric(const ns_library *lib, size_t i);
+/* Whether the library preprocesses raw input itself (false when it was
+ * trained on already-preprocessed imported segments). */
+NS_API bool ns_library_has_prep(const ns_library *lib);
 
 #endif

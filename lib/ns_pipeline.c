@@ -1,2 +1,486 @@
 #include "ns_pipeline.h"
-typedef int ns_pipeline_placeholder_t;
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "ns_clib.h"
+#include "ns_detect_internal.h"
+#include "ns_log.h"
+#include "ns_model.h"
+#include "ns_prep.h"
+#include "ns_train.h"
+
+static const char *const variant_names[] = {"full", "c1", "c4", "c5"};
+
+const char *ns_variant_name(ns_variant v) { return (unsigned)v < NS_VARIANT_COUNT_ ? variant_names[v] : "?"; }
+
+ns_status ns_variant_parse(const char *s, ns_variant *out) {
+  for (int i = 0; i < NS_VARIANT_COUNT_; i++)
+    if (s && strcmp(s, variant_names[i]) == 0) {
+      *out = (ns_variant)i;
+      return NS_OK;
+    }
+  return ns_errorf(NS_ERR_RANGE, "unknown variant '%s' (full, c1, c4, c5)", s ? s : "");
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ns_train_summary_clear(ns_train_summary *s) {
+  if (!s) return;
+  free(s->clusters);
+  memset(s, 0, sizeof *s);
+}
+
+/* ---- one cluster's training data ---- */
+
+typedef struct rep_data {
+  size_t n;
+  ns_segment **seg;
+  ns_train_series *series;
+  uint8_t **excluded; /* per series, per row: inside an expert "anomalous" label */
+} rep_data;
+
+static void rep_data_free(rep_data *r) {
+  for (size_t i = 0; i < r->n; i++) {
+    ns_segment_free(r->seg[i]);
+    free(r->excluded[i]);
+  }
+  free(r->seg);
+  free(r->series);
+  free(r->excluded);
+  memset(r, 0, sizeof *r);
+}
+
+/* Expert labels are the only ones that steer training: imported and
+ * synthetic labels are evaluation ground truth and must not leak in. */
+static ns_status mark_expert_anomalies(ns_store *st, const ns_segment *s, uint8_t *rows) {
+  ns_label *l = NULL;
+  size_t n = 0;
+  ns_status e = ns_store_list_labels(st, s->cluster, s->node, s->start_ms, s->end_ms, &l, &n);
+  if (e) return e;
+  for (size_t i = 0; i < n; i++) {
+    if (l[i].label != 1 || !l[i].source || strcmp(l[i].source, "expert") != 0) continue;
+    for (size_t t = 0; t < s->T; t++) {
+      int64_t ms = s->start_ms + (int64_t)t * s->interval_ms;
+      if (ms >= l[i].start_ms && ms <= l[i].end_ms) rows[t] = 1;
+    }
+  }
+  ns_labels_free(l, n);
+  return NS_OK;
+}
+
+static ns_status load_reps(ns_store *st, const ns_clib_cluster *c, const ns_clib *lib, rep_data *r) {
+  memset(r, 0, sizeof *r);
+  size_t n = c->n_rep;
+  r->seg = calloc(n, sizeof *r->seg);
+  r->series = calloc(n, sizeof *r->series);
+  r->excluded = calloc(n, sizeof *r->excluded);
+  if (!r->seg || !r->series || !r->excluded) return NS_ERR_NOMEM;
+  r->n = n;
+  for (size_t i = 0; i < n; i++) {
+    ns_status s = ns_store_get_segment(st, c->members[i], &r->seg[i]);
+    if (s) return s;
+    if (r->seg[i]->M != lib->M)
+      return ns_errorf(NS_ERR_SCHEMA, "segment %lld has %zu metrics, the cluster library %zu",
+                       (long long)c->members[i], r->seg[i]->M, lib->M);
+    if (!(r->excluded[i] = calloc(r->seg[i]->T ? r->seg[i]->T : 1, 1))) return NS_ERR_NOMEM;
+    if ((s = mark_expert_anomalies(st, r->seg[i], r->excluded[i]))) return s;
+    r->series[i] = (ns_train_series){r->seg[i]->x, r->seg[i]->T, c->rep_weight[i], (int)i};
+  }
+  return NS_OK;
+}
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+static double percentile(const float *err, const size_t *idx, size_t n, double pct) {
+  if (!n) return NAN;
+  float *v = malloc(n * sizeof *v);
+  if (!v) return NAN;
+  for (size_t i = 0; i < n; i++) v[i] = err[idx[i]];
+  qsort(v, n, sizeof *v, cmp_float);
+  double pos = pct / 100.0 * (double)(n - 1);
+  size_t i = (size_t)pos;
+  double r = i + 1 < n ? v[i] + (pos - (double)i) * (v[i + 1] - v[i]) : v[i];
+  free(v);
+  return r;
+}
+
+/* Train one cluster's model: windows inside expert anomaly labels are never
+ * used; with robust training on, rounds drop the windows whose error is
+ * above the percentile and fine-tune on the rest, until the threshold moves
+ * less than 5 % or the round limit (Refine). */
+static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0, const ns_clib *lib, size_t ci,
+                               rep_data *r, ns_model **out, ns_train_cluster_summary *sum) {
+  *out = NULL;
+  const ns_clib_cluster *c = &lib->clusters[ci];
+  ns_model_hparams hp = *hp0;
+  hp.n_segments = (int)(c->n_rep > 0 ? c->n_rep : 1);
+  if (hp.n_segments < hp0->n_segments) hp.n_segments = hp0->n_segments;
+  ns_train_window *w = NULL;
+  size_t nw = 0, nkeep = 0;
+  size_t *keep = NULL;
+  ns_train_result res = {0};
+  ns_model *m = NULL;
+  ns_status s = ns_train_list_windows(r->series, r->n, hp.window, &w, &nw);
+  if (s) return s;
+  sum->windows_total = nw;
+  if (!(keep = malloc((nw ? nw : 1) * sizeof *keep))) {
+    free(w);
+    return NS_ERR_NOMEM;
+  }
+  for (size_t i = 0; i < nw; i++) {
+    const uint8_t *ex = r->excluded[w[i].series];
+    bool bad = false;
+    for (uint32_t t = w[i].start; t < w[i].start + (uint32_t)hp.window && t < r->series[w[i].series].T; t++)
+      bad |= ex[t] != 0;
+    if (bad) sum->windows_labelled++;
+    else keep[nkeep++] = i;
+  }
+  if (nkeep == 0) {
+    s = ns_errorf(NS_ERR_TOO_SHORT, "cluster %d has no training window of %d points (representatives too short "
+                  "or all labelled anomalous)", c->label, hp.window);
+    goto done;
+  }
+  ns_train_opts opts = {.windows = keep, .n_windows = nkeep};
+  if ((s = ns_train_model(&hp, (const char *const *)lib->metrics, c->mac_weight, r->series, r->n, &opts, &m, &res)))
+    goto done;
+  sum->rounds = 1;
+  bool robust = ns_cfg_bool(cfg, NS_CFG_train_robust);
+  double pct = ns_cfg_double(cfg, NS_CFG_train_robust_percentile);
+  int max_rounds = (int)ns_cfg_int(cfg, NS_CFG_train_robust_rounds);
+  double prev_thr = NAN;
+  /* Candidate windows for every round: all not excluded by labels. */
+  size_t *cand = malloc(nkeep * sizeof *cand);
+  if (!cand) {
+    s = NS_ERR_NOMEM;
+    goto done;
+  }
+  size_t ncand = nkeep;
+  memcpy(cand, keep, nkeep * sizeof *cand);
+  while (robust && sum->rounds < max_rounds) {
+    double thr = percentile(res.window_error, cand, ncand, pct);
+    if (isfinite(prev_thr) && prev_thr > 0 && fabs(thr - prev_thr) / prev_thr < 0.05) break;
+    prev_thr = thr;
+    size_t k = 0;
+    for (size_t i = 0; i < ncand; i++)
+      if (res.window_error[cand[i]] <= thr) keep[k++] = cand[i];
+    if (k == 0 || k == nkeep) break;
+    nkeep = k;
+    ns_train_result_free(&res);
+    memset(&res, 0, sizeof res);
+    ns_train_opts fo = {.windows = keep, .n_windows = nkeep, .epochs = hp.epochs / 3 > 2 ? hp.epochs / 3 : 2};
+    if ((s = ns_train_finetune(m, r->series, r->n, &fo, &res))) break;
+    sum->rounds++;
+  }
+  free(cand);
+  if (s) goto done;
+  sum->windows_used = nkeep;
+  sum->train_loss = res.train_loss;
+  sum->score_mean = res.stats.mean;
+  sum->score_q99 = ns_score_stats_quantile(&res.stats, 0.99);
+  *out = m;
+  m = NULL;
+done:
+  ns_train_result_free(&res);
+  ns_model_free(m);
+  free(keep);
+  free(w);
+  return s;
+}
+
+/* ---- saving ---- */
+
+static ns_status next_version(ns_db *db, char *buf, size_t n) {
+  ns_db_stmt *q = NULL;
+  bool row;
+  ns_status s = ns_db_prepare(db, "SELECT COUNT(*) FROM model_libraries", &q);
+  if (!s) s = ns_db_step(q, &row);
+  int64_t k = !s && row ? ns_db_col_int64(q, 0) : 0;
+  ns_db_finalize(q);
+  snprintf(buf, n, "r%lld", (long long)k + 1);
+  return s;
+}
+
+static ns_status insert_library(ns_db *db, const char *version, const char *params, const char *notes, int64_t *id) {
+  ns_db_stmt *q = NULL;
+  bool row = false;
+  ns_status s = ns_db_prepare(db,
+                              "INSERT INTO model_libraries (version, created_ms, active, notes, params)"
+                              " VALUES (?1, ?2, 0, ?3, ?4) RETURNING id",
+                              &q);
+  if (!s) s = ns_db_bind_text(q, 1, version);
+  if (!s) s = ns_db_bind_int64(q, 2, wall_ms());
+  if (!s) s = ns_db_bind_text(q, 3, notes);
+  if (!s) s = ns_db_bind_blob(q, 4, params, strlen(params));
+  if (!s) s = ns_db_step(q, &row);
+  if (!s && row) *id = ns_db_col_int64(q, 0);
+  ns_db_finalize(q);
+  return s;
+}
+
+static ns_status insert_model(ns_db *db, int64_t lib_id, int64_t cluster_db_id, const ns_model *m) {
+  void *buf = NULL;
+  size_t n = 0;
+  ns_status s = ns_model_save(m, &buf, &n);
+  ns_db_stmt *q = NULL;
+  bool row;
+  if (!s) s = ns_db_prepare(db,
+                            "INSERT INTO models (library_id, cluster_id, blob, needs_retrain, created_ms)"
+                            " VALUES (?1, ?2, ?3, 0, ?4)",
+                            &q);
+  if (!s) s = ns_db_bind_int64(q, 1, lib_id);
+  if (!s) s = cluster_db_id > 0 ? ns_db_bind_int64(q, 2, cluster_db_id) : ns_db_bind_null(q, 2);
+  if (!s) s = ns_db_bind_blob(q, 3, buf, n);
+  if (!s) s = ns_db_bind_int64(q, 4, wall_ms());
+  if (!s) s = ns_db_step(q, &row);
+  ns_db_finalize(q);
+  free(buf);
+  return s;
+}
+
+static ns_status delete_library(ns_db *db, int64_t id) {
+  ns_db_stmt *q = NULL;
+  bool row;
+  ns_status s = ns_db_prepare(db, "DELETE FROM model_libraries WHERE id = ?1", &q);
+  if (!s) s = ns_db_bind_int64(q, 1, id);
+  if (!s) s = ns_db_step(q, &row);
+  ns_db_finalize(q);
+  return s;
+}
+
+ns_status ns_library_activate(ns_store *st, int64_t library_id) {
+  ns_db *db = ns_store_db(st);
+  ns_db_stmt *q = NULL;
+  bool row = false;
+  ns_status s = ns_store_begin(st);
+  if (s) return s;
+  s = ns_db_prepare(db, "SELECT id FROM model_libraries WHERE id = ?1", &q);
+  if (!s) s = ns_db_bind_int64(q, 1, library_id);
+  if (!s) s = ns_db_step(q, &row);
+  ns_db_finalize(q);
+  q = NULL;
+  if (!s && !row) s = ns_errorf(NS_ERR_NOTFOUND, "model library %lld not found", (long long)library_id);
+  if (!s) s = ns_db_prepare(db, "UPDATE model_libraries SET active = CASE WHEN id = ?1 THEN 1 ELSE 0 END", &q);
+  if (!s) s = ns_db_bind_int64(q, 1, library_id);
+  if (!s) s = ns_db_step(q, &row);
+  ns_db_finalize(q);
+  if (s) {
+    ns_store_rollback(st);
+    return s;
+  }
+  return ns_store_commit(st);
+}
+
+static char *library_params_json(ns_variant v, const char *prep_cluster, int64_t prep_version, int64_t clib_version) {
+  cJSON *o = cJSON_CreateObject();
+  if (!o) return NULL;
+  cJSON_AddNumberToObject(o, "format", NS_LIBRARY_FORMAT);
+  cJSON_AddStringToObject(o, "variant", ns_variant_name(v));
+  cJSON_AddStringToObject(o, "prep_cluster", prep_cluster ? prep_cluster : "");
+  cJSON_AddNumberToObject(o, "prep_version", (double)prep_version);
+  cJSON_AddNumberToObject(o, "clib_version", (double)clib_version);
+  char *s = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return s;
+}
+
+/* The preprocessing parameters the stored segments were made with: the
+ * latest "prep" artifact of the cluster, if its output schema is the
+ * library's. Imported already-preprocessed segments have none. */
+static ns_status find_prep(ns_store *st, const char *cluster, const ns_clib *lib, int64_t *version) {
+  *version = 0;
+  if (!cluster) return NS_OK;
+  void *data = NULL;
+  size_t n = 0;
+  int64_t v = 0;
+  ns_status s = ns_store_get_artifact(st, "prep", cluster, 0, &data, &n, &v);
+  if (s == NS_ERR_NOTFOUND) {
+    ns_err_clear();
+    return NS_OK;
+  }
+  if (s) return s;
+  ns_prep_params *p = NULL;
+  s = ns_prep_load(data, n, &p);
+  free(data);
+  if (s) return s;
+  bool same = ns_prep_n_outputs(p) == lib->M;
+  for (size_t m = 0; same && m < lib->M; m++) same = strcmp(ns_prep_output_name(p, m), lib->metrics[m]) == 0;
+  ns_prep_params_free(p);
+  if (same) *version = v;
+  else ns_warn("preprocessing parameters of %s do not produce the training segments' metrics; "
+               "the library will score preprocessed input only", cluster);
+  return NS_OK;
+}
+
+static void progress(const ns_train_plan *plan, const char *stage, size_t done, size_t total) {
+  if (plan->progress) plan->progress(plan->progress_ctx, stage, done, total);
+}
+
+ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_plan *plan, ns_train_summary *out) {
+  memset(out, 0, sizeof *out);
+  if (plan->incremental) return ns_errorf(NS_ERR_UNSUPPORTED, "incremental training is not implemented yet");
+  double t0 = now_s();
+  ns_db *db = ns_store_db(st);
+  ns_clib_params cp;
+  ns_model_hparams hp;
+  ns_clib *lib = NULL;
+  ns_model **models = NULL;
+  char *params = NULL;
+  int64_t lib_id = 0, prep_version = 0;
+  ns_status s = ns_clib_params_from_config(cfg, &cp);
+  if (!s) s = ns_model_hparams_from_config(cfg, &hp);
+  if (s) return s;
+  if (plan->variant == NS_VARIANT_C1) {
+    /* One global model: a single cluster of everything. */
+    cp.k_min = cp.k_max = 1;
+    cp.n_rep = cp.n_rep * 4;
+  }
+  if (plan->variant == NS_VARIANT_C4) hp.between_pos = false;
+  if (plan->variant == NS_VARIANT_C5) hp.moe = false;
+  ns_seg_filter f = {plan->cluster, NULL, NULL, -1, plan->split, plan->from_ms, plan->to_ms};
+  if ((s = ns_clib_build_store(st, &f, &cp, plan->progress, plan->progress_ctx, &lib))) return s;
+  out->seconds_features = now_s() - t0;
+  out->n_clusters = lib->n_clusters;
+  for (size_t c = 0; c < lib->n_clusters; c++) out->n_segments += lib->clusters[c].size;
+  if ((s = find_prep(st, plan->cluster, lib, &prep_version))) goto fail;
+  hp.n_metrics = (int)lib->M;
+  if (!(out->clusters = calloc(lib->n_clusters, sizeof *out->clusters)) ||
+      !(models = calloc(lib->n_clusters, sizeof *models))) {
+    s = NS_ERR_NOMEM;
+    goto fail;
+  }
+  double t1 = now_s();
+  for (size_t c = 0; c < lib->n_clusters; c++) {
+    progress(plan, "models", c, lib->n_clusters);
+    ns_train_cluster_summary *cs = &out->clusters[c];
+    cs->label = lib->clusters[c].label;
+    cs->kind = lib->clusters[c].kind;
+    cs->size = lib->clusters[c].size;
+    cs->n_rep = lib->clusters[c].n_rep;
+    rep_data r;
+    s = load_reps(st, &lib->clusters[c], lib, &r);
+    if (!s) s = train_cluster(cfg, &hp, lib, c, &r, &models[c], cs);
+    rep_data_free(&r);
+    if (s) {
+      s = ns_errorf(s, "cluster %s-%d: %s", lib->clusters[c].kind == NS_SEG_JOB ? "job" : "idle",
+                    lib->clusters[c].label, ns_err_detail());
+      goto fail;
+    }
+  }
+  progress(plan, "models", lib->n_clusters, lib->n_clusters);
+  out->seconds_models = now_s() - t1;
+  /* Saved as a new, inactive library; activated only once complete. */
+  if ((s = next_version(db, out->version, sizeof out->version))) goto fail;
+  if (!(params = library_params_json(plan->variant, plan->cluster, prep_version, 0))) {
+    s = NS_ERR_NOMEM;
+    goto fail;
+  }
+  if ((s = insert_library(db, out->version, params, plan->notes ? plan->notes : ns_variant_name(plan->variant),
+                          &lib_id)))
+    goto fail;
+  if ((s = ns_clib_save(st, lib, lib_id))) goto fail;
+  free(params);
+  if (!(params = library_params_json(plan->variant, plan->cluster, prep_version, lib->version))) {
+    s = NS_ERR_NOMEM;
+    goto fail;
+  }
+  if ((s = ns_store_begin(st))) goto fail;
+  {
+    ns_db_stmt *q = NULL;
+    bool row;
+    s = ns_db_prepare(db, "UPDATE model_libraries SET params = ?1 WHERE id = ?2", &q);
+    if (!s) s = ns_db_bind_blob(q, 1, params, strlen(params));
+    if (!s) s = ns_db_bind_int64(q, 2, lib_id);
+    if (!s) s = ns_db_step(q, &row);
+    ns_db_finalize(q);
+  }
+  for (size_t c = 0; !s && c < lib->n_clusters; c++) s = insert_model(db, lib_id, lib->clusters[c].db_id, models[c]);
+  if (s) {
+    ns_store_rollback(st);
+    goto fail;
+  }
+  if ((s = ns_store_commit(st))) goto fail;
+  if (plan->activate && (s = ns_library_activate(st, lib_id))) goto fail;
+  out->library_id = lib_id;
+  out->seconds = now_s() - t0;
+  for (size_t c = 0; c < lib->n_clusters; c++) ns_model_free(models[c]);
+  free(models);
+  free(params);
+  ns_clib_free(lib);
+  return NS_OK;
+fail:
+  if (lib_id) delete_library(db, lib_id);
+  if (models)
+    for (size_t c = 0; lib && c < lib->n_clusters; c++) ns_model_free(models[c]);
+  free(models);
+  free(params);
+  ns_clib_free(lib);
+  free(out->clusters);
+  out->clusters = NULL;
+  return s;
+}
+
+ns_status ns_library_list(ns_store *st, ns_library_info **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  ns_db_stmt *q = NULL;
+  bool row;
+  size_t cap = 0, cnt = 0;
+  ns_library_info *v = NULL;
+  ns_status s = ns_db_prepare(ns_store_db(st),
+                              "SELECT l.id, l.version, l.created_ms, l.active, l.notes, l.params,"
+                              " (SELECT COUNT(*) FROM clusters c WHERE c.library_id = l.id)"
+                              " FROM model_libraries l ORDER BY l.id",
+                              &q);
+  while (!s && !(s = ns_db_step(q, &row)) && row) {
+    if (cnt == cap) {
+      cap = cap ? cap * 2 : 16;
+      ns_library_info *nv = realloc(v, cap * sizeof *nv);
+      if (!nv) {
+        s = NS_ERR_NOMEM;
+        break;
+      }
+      v = nv;
+    }
+    ns_library_info *li = &v[cnt++];
+    memset(li, 0, sizeof *li);
+    li->id = ns_db_col_int64(q, 0);
+    snprintf(li->version, sizeof li->version, "%s", ns_db_col_text(q, 1) ? ns_db_col_text(q, 1) : "");
+    li->created_ms = ns_db_col_int64(q, 2);
+    li->active = ns_db_col_int64(q, 3) != 0;
+    snprintf(li->notes, sizeof li->notes, "%s", ns_db_col_text(q, 4) ? ns_db_col_text(q, 4) : "");
+    size_t nb = 0;
+    const char *blob = ns_db_col_blob(q, 5, &nb);
+    char *json = blob ? strndup(blob, nb) : NULL;
+    ns_library_params p;
+    if (json && ns_library_params_parse(json, &p) == NS_OK)
+      snprintf(li->variant, sizeof li->variant, "%s", ns_variant_name(p.variant));
+    else
+      snprintf(li->variant, sizeof li->variant, "?");
+    free(json);
+    li->n_clusters = (int)ns_db_col_int64(q, 6);
+  }
+  ns_db_finalize(q);
+  if (s) {
+    free(v);
+    return s;
+  }
+  *out = v;
+  *n = cnt;
+  return NS_OK;
+}

@@ -1,4 +1,82 @@
+/* The offline pipeline: stored training segments -> cluster library ->
+ * one model per cluster (contamination-robust rounds) -> threshold
+ * statistics, stored together as one versioned model library
+ * (model_libraries row + cluster library artifact + models rows). One
+ * library is active; older ones stay for rollback.
+ *
+ * Variants reproduce the paper's ablations (Table 5):
+ *   full  clusters + sparse MoE + between-segment position
+ *   c1    one global model (all training segments in one cluster)
+ *   c4    no between-segment position embedding
+ *   c5    dense FFN instead of MoE
+ * (C2 random grouping, C3 equal-length cuts and the baselines are not
+ * implemented yet.) */
 #ifndef NS_PIPELINE_H
 #define NS_PIPELINE_H
-/* placeholder: module under construction */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "ns_api.h"
+#include "ns_clust.h"
+#include "ns_config.h"
+#include "ns_status.h"
+#include "ns_store.h"
+
+typedef enum { NS_VARIANT_FULL = 0, NS_VARIANT_C1, NS_VARIANT_C4, NS_VARIANT_C5, NS_VARIANT_COUNT_ } ns_variant;
+NS_API const char *ns_variant_name(ns_variant v);
+/* NS_ERR_RANGE naming the choices if unknown. */
+NS_API ns_status ns_variant_parse(const char *s, ns_variant *out);
+
+typedef struct ns_train_plan {
+  const char *cluster;   /* Slurm cluster name; NULL = any */
+  const char *split;     /* segments with this split (NULL = any) ... */
+  int64_t from_ms, to_ms;/* ... overlapping this range (0 = open) */
+  ns_variant variant;
+  bool incremental;      /* fine-tune the active library (see ns_pipeline_train) */
+  bool activate;         /* make the new library the active one */
+  const char *notes;
+  ns_progress_fn progress;
+  void *progress_ctx;
+} ns_train_plan;
+
+typedef struct ns_train_cluster_summary {
+  int label;
+  ns_seg_kind kind;
+  size_t size, n_rep;
+  size_t windows_total, windows_used, windows_labelled; /* labelled: excluded as anomalous */
+  int rounds;
+  double train_loss, score_mean, score_q99;
+  bool finetuned, is_new;
+} ns_train_cluster_summary;
+
+typedef struct ns_train_summary {
+  int64_t library_id;
+  char version[32];
+  size_t n_segments, n_clusters;
+  double seconds, seconds_features, seconds_models;
+  ns_train_cluster_summary *clusters;
+  size_t n_unmatched;    /* incremental: segments that formed new clusters */
+} ns_train_summary;
+NS_API void ns_train_summary_clear(ns_train_summary *s);
+
+/* Train (or, with plan->incremental, update) a model library from stored
+ * segments. Incremental: segments that match an existing cluster fine-tune
+ * its model for a few epochs; unmatched segments are clustered among
+ * themselves and the new clusters get new models (paper §3.5). */
+NS_API ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_plan *plan,
+                                   ns_train_summary *out);
+
+/* Model libraries. */
+typedef struct ns_library_info {
+  int64_t id;
+  char version[32];
+  int64_t created_ms;
+  bool active;
+  int n_clusters;
+  char variant[16];
+  char notes[128];
+} ns_library_info;
+NS_API ns_status ns_library_list(ns_store *st, ns_library_info **out, size_t *n);
+NS_API ns_status ns_library_activate(ns_store *st, int64_t library_id);
+
 #endif

@@ -27,7 +27,11 @@ const char *ns_status_name(ns_status s) {
 }
 
 ns_status ns_verrorf(ns_status code, const char *fmt, va_list ap) {
-  vsnprintf(detail, sizeof detail, fmt, ap);
+  /* Via a scratch buffer: callers often wrap the previous detail
+   * (ns_errorf(st, "%s: %s", path, ns_err_detail())). */
+  char tmp[sizeof detail];
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
+  memcpy(detail, tmp, sizeof detail);
   return code;
 }
 

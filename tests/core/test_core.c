@@ -22,6 +22,9 @@ Test(status, errorf_records_detail) {
   cr_assert_eq(st, NS_ERR_PARSE);
   cr_assert_str_eq(ns_err_detail(), "f.csv:3:7: bad number");
   cr_assert_str_eq(ns_err_message(st), "parse error: f.csv:3:7: bad number");
+  /* Wrapping the previous detail must not garble it. */
+  ns_errorf(NS_ERR_PARSE, "%s: %s", "outer.txt", ns_err_detail());
+  cr_assert_str_eq(ns_err_detail(), "outer.txt: f.csv:3:7: bad number");
   ns_err_clear();
   cr_assert_str_eq(ns_err_message(NS_ERR_IO), "I/O error");
 }
