@@ -15,6 +15,13 @@
   X(general, db, STRING, "sqlite:/var/lib/nsentry/nsentry.db", 0, 0, "",                            \
     "Database: sqlite:/path/to/file.db or a libpq URI (postgresql://user@host:port/dbname).")       \
   X(general, threads, INT, "0", 0, 256, "", "Worker threads for analytics; 0 = number of online CPUs.") \
+  /* ---- import ---- */                                                                           \
+  X(import, import_counter_rules, STRING, "", 0, 0, "",                                             \
+    "LDMS columns that are cumulative counters: comma-separated globs on schema:metric, first match wins, '!' = gauge; empty = built-in rules (docs/import.md).") \
+  X(import, import_join_window, DURATION, "500ms", 0, 3600000, "",                                  \
+    "LDMS rows of different sampler files this close in time are joined into one row.")            \
+  X(import, import_naive_time, ENUM, "auto", 0, 0, "auto|utc|local",                                \
+    "Timestamps without a zone: auto = local time for sacct (as sacct prints them), UTC otherwise.") \
   /* ---- preprocessing ---- */                                                                    \
   X(prep, prep_interval, DURATION, "15s", 1, 86400000, "", "Fixed sampling interval segments are resampled to.") \
   X(prep, prep_max_gap, DURATION, "2m", 0, 86400000, "",                                            \
@@ -25,6 +32,8 @@
     "Fraction of training values excluded at each end before mean/sigma are computed.")            \
   X(prep, prep_clip, DOUBLE, "5", 0.1, 1000, "", "Standardised values are clipped to [-clip, clip].") \
   X(prep, prep_min_segment, DURATION, "3m", 0, 604800000, "", "Job or idle segments shorter than this are dropped.") \
+  X(prep, prep_aggregate, STRING, "*cpu#_*=mean,*core#_*=mean,*gpu#_*=mean,*numa#_*=sum,*eth#_*=sum,*ib#_*=sum,*nvme#_*=sum", 0, 0, "", \
+    "Node-level aggregation rules PATTERN=sum|mean (# = digits, removed; * = any text, kept).")     \
   /* ---- features and clustering ---- */                                                          \
   X(cluster, feat_fs, DOUBLE, "0", 0, 1e6, "",                                                      \
     "Sampling frequency (Hz) passed to the features; 0 = the data's real rate (1/interval).")      \
@@ -58,7 +67,7 @@
   /* ---- detection and training pipeline ---- */                                                  \
   X(detect, detect_k, DOUBLE, "3", 0.5, 100, "", "Change rule: score above mean + k*sigma of the trailing window.") \
   X(detect, detect_window, DURATION, "15m", 60000, 86400000, "", "Change rule: trailing window length (time, not points).") \
-  X(detect, detect_noise_quantile, DOUBLE, "0.9", 0, 1, "",                                          \
+  X(detect, detect_noise_quantile, DOUBLE, "0.999", 0, 1, "",                                          \
     "Change rule counts only where the score exceeds this quantile of the cluster's training scores.") \
   X(detect, detect_level_quantile, DOUBLE, "0.999", 0.5, 1, "", "Level rule: quantile of the cluster's training scores.") \
   X(detect, detect_level_factor, DOUBLE, "1.5", 0.1, 1000, "", "Level rule: factor applied to that quantile.") \
@@ -90,6 +99,11 @@
   X(node, epilog_source, ENUM, "spool", 0, 0, "spool|prometheus|ldms", "Telemetry source the epilog cuts the job window from.") \
   X(node, prometheus_url, STRING, "http://127.0.0.1:9090", 0, 0, "", "Prometheus base URL (epilog_source=prometheus).") \
   X(node, ldms_dir, STRING, "/var/lib/ldms", 0, 0, "", "Directory of LDMS store_csv files (epilog_source=ldms).") \
-  X(node, outbox_max_bytes, SIZE, "64M", 65536, 1099511627776, "", "Outbox cap; oldest entries are dropped (and counted) past it.")
+  X(node, outbox_max_bytes, SIZE, "64M", 65536, 1099511627776, "", "Outbox cap; oldest entries are dropped (and counted) past it.") \
+  X(node, prometheus_selector, STRING, "instance=~\"$node(:[0-9]+)?\"", 0, 0, "",                    \
+    "PromQL label matchers selecting one node's series; $node is replaced by the node name.")      \
+  X(node, prometheus_queries, STRING, "", 0, 0, "",                                                 \
+    "File of 'metric = PromQL' lines ($sel = selector, $rate = rate window); empty = built-in node_exporter set.") \
+  X(node, munge_socket, STRING, "", 0, 0, "", "MUNGE socket for the epilog's credential; empty = the libmunge default.")
 
 #endif
