@@ -76,6 +76,9 @@
   X(detect, train_robust, BOOL, "yes", 0, 1, "", "Contamination-robust training in rounds (Refine).") \
   X(detect, train_robust_percentile, DOUBLE, "95", 50, 100, "", "Windows above this reconstruction-error percentile are dropped each round.") \
   X(detect, train_robust_rounds, INT, "4", 1, 100, "", "Maximum robust-training rounds.")        \
+  X(detect, train_min_windows, INT, "512", 0, 1000000, "",                                            \
+    "A cluster whose representatives give fewer training windows is given its next-nearest members too.") \
+  X(detect, train_max_series, INT, "200", 1, 100000, "", "Most member segments one cluster's model trains on.") \
   /* ---- service (nsentryd) ---- */                                                               \
   X(service, listen_addr, STRING, "127.0.0.1", 0, 0, "", "Address nsentryd listens on.")           \
   X(service, listen_port, INT, "8470", 1, 65535, "", "TCP port nsentryd listens on.")              \
@@ -104,6 +107,8 @@
     "PromQL label matchers selecting one node's series; $node is replaced by the node name.")      \
   X(node, prometheus_queries, STRING, "", 0, 0, "",                                                 \
     "File of 'metric = PromQL' lines ($sel = selector, $rate = rate window); empty = built-in node_exporter set.") \
-  X(node, munge_socket, STRING, "", 0, 0, "", "MUNGE socket for the epilog's credential; empty = the libmunge default.")
+  X(node, munge_socket, STRING, "", 0, 0, "", "MUNGE socket for the epilog's credential; empty = the libmunge default.") \
+  X(node, epilog_detach, BOOL, "no", 0, 1, "",                                                      \
+    "Run as slurmd Epilog=: return to slurmd at once and ship in the background.")
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "ns_clib.h"
 #include "ns_detect_internal.h"
 #include "ns_log.h"
@@ -81,23 +82,39 @@ static ns_status mark_expert_anomalies(ns_store *st, const ns_segment *s, uint8_
   return NS_OK;
 }
 
-static ns_status load_reps(ns_store *st, const ns_clib_cluster *c, const ns_clib *lib, rep_data *r) {
+/* The cluster's K representatives (the paper's nearest-to-centroid members,
+ * with their closeness weights), then, when they hold fewer than
+ * min_windows training windows, further members spread evenly over the rest
+ * of the cluster by distance to the centroid, up to max_series. Large
+ * clusters are heterogeneous: members near the centroid alone leave the
+ * model blind to the rest of its own cluster. Coverage members weigh 1.
+ * Segment code = position in this list. `used` marks members trained on. */
+static ns_status load_reps(ns_store *st, const ns_clib_cluster *c, const ns_clib *lib, size_t window,
+                           size_t min_windows, size_t max_series, rep_data *r, uint8_t *used) {
   memset(r, 0, sizeof *r);
-  size_t n = c->n_rep;
-  r->seg = calloc(n, sizeof *r->seg);
-  r->series = calloc(n, sizeof *r->series);
-  r->excluded = calloc(n, sizeof *r->excluded);
+  size_t cap = c->size < max_series ? c->size : max_series;
+  if (cap < c->n_rep) cap = c->n_rep;
+  r->seg = calloc(cap ? cap : 1, sizeof *r->seg);
+  r->series = calloc(cap ? cap : 1, sizeof *r->series);
+  r->excluded = calloc(cap ? cap : 1, sizeof *r->excluded);
   if (!r->seg || !r->series || !r->excluded) return NS_ERR_NOMEM;
-  r->n = n;
-  for (size_t i = 0; i < n; i++) {
-    ns_status s = ns_store_get_segment(st, c->members[i], &r->seg[i]);
+  size_t windows = 0, rest = c->size - c->n_rep, extra_cap = cap - c->n_rep;
+  for (size_t i = 0; i < cap; i++) {
+    if (i >= c->n_rep && windows >= min_windows) break;
+    /* Coverage member j of up to extra_cap: evenly spaced over the rest. */
+    size_t mi = i < c->n_rep ? i : c->n_rep + (size_t)((double)(i - c->n_rep) * (double)rest / (double)extra_cap);
+    ns_status s = ns_store_get_segment(st, c->members[mi], &r->seg[i]);
     if (s) return s;
+    used[mi] = 1;
+    r->n = i + 1;
     if (r->seg[i]->M != lib->M)
       return ns_errorf(NS_ERR_SCHEMA, "segment %lld has %zu metrics, the cluster library %zu",
-                       (long long)c->members[i], r->seg[i]->M, lib->M);
+                       (long long)c->members[mi], r->seg[i]->M, lib->M);
     if (!(r->excluded[i] = calloc(r->seg[i]->T ? r->seg[i]->T : 1, 1))) return NS_ERR_NOMEM;
     if ((s = mark_expert_anomalies(st, r->seg[i], r->excluded[i]))) return s;
-    r->series[i] = (ns_train_series){r->seg[i]->x, r->seg[i]->T, c->rep_weight[i], (int)i};
+    size_t T = r->seg[i]->T;
+    windows += T >= window ? (T + window - 1) / window : 0;
+    r->series[i] = (ns_train_series){r->seg[i]->x, T, i < c->n_rep ? c->rep_weight[i] : 1.0f, (int)i};
   }
   return NS_OK;
 }
@@ -129,7 +146,22 @@ static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0
   *out = NULL;
   const ns_clib_cluster *c = &lib->clusters[ci];
   ns_model_hparams hp = *hp0;
-  hp.n_segments = (int)(c->n_rep > 0 ? c->n_rep : 1);
+  hp.n_segments = (int)(r->n > 0 ? r->n : 1);
+  /* Clusters of short jobs: shrink the window to the median training
+   * series so that most of them give windows, rather than train on the few
+   * long ones (or leave the cluster without a model). */
+  size_t *len = malloc((r->n ? r->n : 1) * sizeof *len);
+  if (!len) return NS_ERR_NOMEM;
+  for (size_t i = 0; i < r->n; i++) len[i] = r->series[i].T;
+  for (size_t i = 1; i < r->n; i++)
+    for (size_t j = i; j > 0 && len[j - 1] > len[j]; j--) {
+      size_t t = len[j];
+      len[j] = len[j - 1];
+      len[j - 1] = t;
+    }
+  size_t median = r->n ? len[r->n / 2] : 0;
+  free(len);
+  if (median < (size_t)hp.window) hp.window = median >= 8 ? (int)median : 8;
   if (hp.n_segments < hp0->n_segments) hp.n_segments = hp0->n_segments;
   ns_train_window *w = NULL;
   size_t nw = 0, nkeep = 0;
@@ -200,6 +232,50 @@ done:
   ns_model_free(m);
   free(keep);
   free(w);
+  return s;
+}
+
+/* Thresholds come from scores the model has not been fitted to: up to `cap`
+ * of the cluster's members it was not trained on, spread evenly over them. A
+ * cluster whose members were all trained on keeps the training statistics. */
+static ns_status calibrate(ns_store *st, const ns_clib_cluster *c, const ns_clib *lib, ns_model *m,
+                           const uint8_t *used, size_t cap, size_t *n_used) {
+  *n_used = 0;
+  size_t avail = 0;
+  for (size_t i = 0; i < c->size; i++) avail += !used[i];
+  size_t n = avail < cap ? avail : cap;
+  if (n == 0) return NS_OK;
+  ns_segment **seg = calloc(n, sizeof *seg);
+  ns_train_series *ser = calloc(n, sizeof *ser);
+  ns_status s = (!seg || !ser) ? NS_ERR_NOMEM : NS_OK;
+  size_t k = 0, seen = 0, next = 0;
+  for (size_t i = 0; !s && i < c->size && k < n; i++) {
+    if (used[i]) continue;
+    if (seen++ != next) continue;
+    next = (size_t)((double)(k + 1) * (double)avail / (double)n);
+    if ((s = ns_store_get_segment(st, c->members[i], &seg[k]))) break;
+    if (seg[k]->M != lib->M || seg[k]->T < 2) {
+      ns_segment_free(seg[k]);
+      seg[k] = NULL;
+      continue;
+    }
+    ser[k] = (ns_train_series){seg[k]->x, seg[k]->T, 1.0f, 0};
+    k++;
+  }
+  if (!s && k > 0) {
+    ns_score_stats stats;
+    s = ns_train_evaluate(m, ser, k, NULL, 0, NULL, &stats);
+    if (!s) {
+      ns_model_set_score_stats(m, &stats);
+      *n_used = k;
+    } else if (s == NS_ERR_EMPTY || s == NS_ERR_TOO_SHORT) {
+      ns_err_clear();
+      s = NS_OK;  /* too short to window: keep the training statistics */
+    }
+  }
+  for (size_t i = 0; seg && i < n; i++) ns_segment_free(seg[i]);
+  free(seg);
+  free(ser);
   return s;
 }
 
@@ -342,6 +418,9 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
   ns_model **models = NULL;
   char *params = NULL;
   int64_t lib_id = 0, prep_version = 0;
+  ns_model_hparams_default(&hp);
+  long thr = ns_cfg_int(cfg, NS_CFG_threads);
+  hp.threads = (int)(thr > 0 ? thr : sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1);
   ns_status s = ns_clib_params_from_config(cfg, &cp);
   if (!s) s = ns_model_hparams_from_config(cfg, &hp);
   if (s) return s;
@@ -372,10 +451,22 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
     cs->kind = lib->clusters[c].kind;
     cs->size = lib->clusters[c].size;
     cs->n_rep = lib->clusters[c].n_rep;
-    rep_data r;
-    s = load_reps(st, &lib->clusters[c], lib, &r);
+    rep_data r = {0};
+    uint8_t *used = calloc(lib->clusters[c].size ? lib->clusters[c].size : 1, 1);
+    s = used ? NS_OK : NS_ERR_NOMEM;
+    if (!s)
+      s = load_reps(st, &lib->clusters[c], lib, (size_t)hp.window, (size_t)ns_cfg_int(cfg, NS_CFG_train_min_windows),
+                    (size_t)ns_cfg_int(cfg, NS_CFG_train_max_series), &r, used);
     if (!s) s = train_cluster(cfg, &hp, lib, c, &r, &models[c], cs);
+    cs->n_series = r.n;
     rep_data_free(&r);
+    if (!s) s = calibrate(st, &lib->clusters[c], lib, models[c], used, 32, &cs->calibration_segments);
+    free(used);
+    if (!s && cs->calibration_segments) {
+      const ns_score_stats *ss = ns_model_score_stats(models[c]);
+      cs->score_mean = ss->mean;
+      cs->score_q99 = ns_score_stats_quantile(ss, 0.99);
+    }
     if (s) {
       s = ns_errorf(s, "cluster %s-%d: %s", lib->clusters[c].kind == NS_SEG_JOB ? "job" : "idle",
                     lib->clusters[c].label, ns_err_detail());

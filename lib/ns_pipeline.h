@@ -42,10 +42,11 @@ typedef struct ns_train_plan {
 typedef struct ns_train_cluster_summary {
   int label;
   ns_seg_kind kind;
-  size_t size, n_rep;
+  size_t size, n_rep, n_series; /* members, representatives, segments trained on */
   size_t windows_total, windows_used, windows_labelled; /* labelled: excluded as anomalous */
   int rounds;
-  double train_loss, score_mean, score_q99;
+  double train_loss, score_mean, score_q99; /* threshold statistics (calibration set if any) */
+  size_t calibration_segments;  /* held-out members the thresholds were taken from */
   bool finetuned, is_new;
 } ns_train_cluster_summary;
 

@@ -91,15 +91,15 @@ int cmd_train(int argc, char **argv, ns_config *cfg) {
          "(features+clustering %.1f s, models %.1f s)\n",
          sum.version, (long long)sum.library_id, ns_variant_name(plan.variant), plan.activate ? ", active" : "",
          sum.n_segments, sum.n_clusters, sum.seconds, sum.seconds_features, sum.seconds_models);
-  printf("%-10s %6s %5s %8s %8s %8s %6s %10s %10s %10s\n", "cluster", "size", "reps", "windows", "used",
-         "labelled", "rounds", "loss", "score-mean", "score-q99");
+  printf("%-10s %6s %5s %8s %8s %8s %6s %10s %5s %10s %10s\n", "cluster", "size", "train", "windows", "used",
+         "labelled", "rounds", "loss", "calib", "score-mean", "score-q99");
   for (size_t i = 0; i < sum.n_clusters; i++) {
     const ns_train_cluster_summary *cs = &sum.clusters[i];
     char name[32];
     snprintf(name, sizeof name, "%s-%d", cs->kind == NS_SEG_JOB ? "job" : "idle", cs->label);
-    printf("%-10s %6zu %5zu %8zu %8zu %8zu %6d %10.4g %10.4g %10.4g\n", name, cs->size, cs->n_rep,
-           cs->windows_total, cs->windows_used, cs->windows_labelled, cs->rounds, cs->train_loss, cs->score_mean,
-           cs->score_q99);
+    printf("%-10s %6zu %5zu %8zu %8zu %8zu %6d %10.4g %5zu %10.4g %10.4g\n", name, cs->size, cs->n_series,
+           cs->windows_total, cs->windows_used, cs->windows_labelled, cs->rounds, cs->train_loss,
+           cs->calibration_segments, cs->score_mean, cs->score_q99);
   }
   ns_train_summary_clear(&sum);
   ns_store_close(st);
