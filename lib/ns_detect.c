@@ -167,11 +167,15 @@ static ns_status summarise(const ns_library *lib, const ns_model *model, const n
   v->noise_floor = ns_score_stats_quantile(ss, ns_cfg_double(cfg, NS_CFG_detect_noise_quantile));
   v->threshold = ns_cfg_double(cfg, NS_CFG_detect_level_factor) *
                  ns_score_stats_quantile(ss, ns_cfg_double(cfg, NS_CFG_detect_level_quantile));
+  /* A new pattern is reconstructed by a model of another pattern: its error
+   * level says little, so only the paper's change rule judges it (the
+   * verdict still carries new_pattern for incremental training). */
+  double level = v->new_pattern ? 0 : v->threshold;
   ns_thresh_params tp = {.k = ns_cfg_double(cfg, NS_CFG_detect_k),
                          .window_ms = ns_cfg_int(cfg, NS_CFG_detect_window),
                          .interval_ms = seg->interval_ms,
                          .noise_floor = v->noise_floor,
-                         .level = v->threshold,
+                         .level = level,
                          .level_min_ms = ns_cfg_int(cfg, NS_CFG_detect_level_min_duration)};
   ns_status s = ns_thresh_apply(v->score, v->T, &tp, v->flag);
   if (s) return s;

@@ -142,7 +142,7 @@ static double percentile(const float *err, const size_t *idx, size_t n, double p
  * above the percentile and fine-tune on the rest, until the threshold moves
  * less than 5 % or the round limit (Refine). */
 static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0, const ns_clib *lib, size_t ci,
-                               rep_data *r, ns_model **out, ns_train_cluster_summary *sum) {
+                               rep_data *r, bool holdout, ns_model **out, ns_train_cluster_summary *sum) {
   *out = NULL;
   const ns_clib_cluster *c = &lib->clusters[ci];
   ns_model_hparams hp = *hp0;
@@ -183,6 +183,21 @@ static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0
     if (bad) sum->windows_labelled++;
     else keep[nkeep++] = i;
   }
+  /* No member left out of training to calibrate thresholds on: hold out
+   * every fifth window instead (never trained on, scored afterwards). */
+  size_t *calib = NULL, ncalib = 0;
+  if (holdout && nkeep >= 10) {
+    if (!(calib = malloc(nkeep * sizeof *calib))) {
+      free(keep);
+      free(w);
+      return NS_ERR_NOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < nkeep; i++)
+      if (i % 5 == 4) calib[ncalib++] = keep[i];
+      else keep[k++] = keep[i];
+    nkeep = k;
+  }
   if (nkeep == 0) {
     s = ns_errorf(NS_ERR_TOO_SHORT, "cluster %d has no training window of %d points (representatives too short "
                   "or all labelled anomalous)", c->label, hp.window);
@@ -221,6 +236,13 @@ static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0
   }
   free(cand);
   if (s) goto done;
+  if (ncalib) {
+    ns_score_stats stats;
+    if ((s = ns_train_evaluate(m, r->series, r->n, calib, ncalib, NULL, &stats))) goto done;
+    ns_model_set_score_stats(m, &stats);
+    res.stats = stats;
+    sum->calibration_windows = ncalib;
+  }
   sum->windows_used = nkeep;
   sum->train_loss = res.train_loss;
   sum->score_mean = res.stats.mean;
@@ -230,6 +252,7 @@ static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0
 done:
   ns_train_result_free(&res);
   ns_model_free(m);
+  free(calib);
   free(keep);
   free(w);
   return s;
@@ -457,7 +480,7 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
     if (!s)
       s = load_reps(st, &lib->clusters[c], lib, (size_t)hp.window, (size_t)ns_cfg_int(cfg, NS_CFG_train_min_windows),
                     (size_t)ns_cfg_int(cfg, NS_CFG_train_max_series), &r, used);
-    if (!s) s = train_cluster(cfg, &hp, lib, c, &r, &models[c], cs);
+    if (!s) s = train_cluster(cfg, &hp, lib, c, &r, r.n >= lib->clusters[c].size, &models[c], cs);
     cs->n_series = r.n;
     rep_data_free(&r);
     if (!s) s = calibrate(st, &lib->clusters[c], lib, models[c], used, 32, &cs->calibration_segments);

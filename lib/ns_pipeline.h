@@ -47,6 +47,7 @@ typedef struct ns_train_cluster_summary {
   int rounds;
   double train_loss, score_mean, score_q99; /* threshold statistics (calibration set if any) */
   size_t calibration_segments;  /* held-out members the thresholds were taken from */
+  size_t calibration_windows;   /* or held-out windows, when every member was trained on */
   bool finetuned, is_new;
 } ns_train_cluster_summary;
 

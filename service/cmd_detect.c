@@ -99,7 +99,7 @@ int cmd_train(int argc, char **argv, ns_config *cfg) {
     snprintf(name, sizeof name, "%s-%d", cs->kind == NS_SEG_JOB ? "job" : "idle", cs->label);
     printf("%-10s %6zu %5zu %8zu %8zu %8zu %6d %10.4g %5zu %10.4g %10.4g\n", name, cs->size, cs->n_series,
            cs->windows_total, cs->windows_used, cs->windows_labelled, cs->rounds, cs->train_loss,
-           cs->calibration_segments, cs->score_mean, cs->score_q99);
+           cs->calibration_segments ? cs->calibration_segments : cs->calibration_windows, cs->score_mean, cs->score_q99);
   }
   ns_train_summary_clear(&sum);
   ns_store_close(st);
