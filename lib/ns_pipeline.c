@@ -430,17 +430,427 @@ static void progress(const ns_train_plan *plan, const char *stage, size_t done, 
   if (plan->progress) plan->progress(plan->progress_ctx, stage, done, total);
 }
 
-ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_plan *plan, ns_train_summary *out) {
-  memset(out, 0, sizeof *out);
-  if (plan->incremental) return ns_errorf(NS_ERR_UNSUPPORTED, "incremental training is not implemented yet");
+/* Saved as a new, inactive library; activated only once complete. A
+ * failure leaves nothing behind. */
+static ns_status save_library(ns_store *st, const ns_train_plan *plan, ns_clib *lib, ns_model **models,
+                              int64_t prep_version, const char *prep_cluster, ns_train_summary *out) {
+  ns_db *db = ns_store_db(st);
+  int64_t lib_id = 0;
+  char *params = NULL;
+  ns_status s = next_version(db, out->version, sizeof out->version);
+  if (!s && !(params = library_params_json(plan->variant, prep_cluster, prep_version, 0))) s = NS_ERR_NOMEM;
+  if (!s)
+    s = insert_library(db, out->version, params,
+                       plan->notes ? plan->notes : plan->incremental ? "incremental" : ns_variant_name(plan->variant),
+                       &lib_id);
+  if (!s) s = ns_clib_save(st, lib, lib_id);
+  free(params);
+  params = NULL;
+  if (!s && !(params = library_params_json(plan->variant, prep_cluster, prep_version, lib->version))) s = NS_ERR_NOMEM;
+  if (!s && !(s = ns_store_begin(st))) {
+    ns_db_stmt *q = NULL;
+    bool row;
+    s = ns_db_prepare(db, "UPDATE model_libraries SET params = ?1 WHERE id = ?2", &q);
+    if (!s) s = ns_db_bind_blob(q, 1, params, strlen(params));
+    if (!s) s = ns_db_bind_int64(q, 2, lib_id);
+    if (!s) s = ns_db_step(q, &row);
+    ns_db_finalize(q);
+    for (size_t c = 0; !s && c < lib->n_clusters; c++) s = insert_model(db, lib_id, lib->clusters[c].db_id, models[c]);
+    if (s) ns_store_rollback(st);
+    else s = ns_store_commit(st);
+  }
+  if (!s && plan->activate) s = ns_library_activate(st, lib_id);
+  free(params);
+  if (s) {
+    if (lib_id) delete_library(db, lib_id);
+    return s;
+  }
+  out->library_id = lib_id;
+  return NS_OK;
+}
+
+/* ---- incremental training (paper §3.5) ---- */
+
+typedef struct inc_bucket {
+  int64_t *ids;
+  float *dist;
+  size_t n, cap;
+} inc_bucket;
+
+static ns_status bucket_add(inc_bucket *b, int64_t id, float d) {
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 16;
+    int64_t *ids = realloc(b->ids, cap * sizeof *ids);
+    if (!ids) return NS_ERR_NOMEM;
+    b->ids = ids;
+    float *dd = realloc(b->dist, cap * sizeof *dd);
+    if (!dd) return NS_ERR_NOMEM;
+    b->dist = dd;
+    b->cap = cap;
+  }
+  b->ids[b->n] = id;
+  b->dist[b->n++] = d;
+  return NS_OK;
+}
+
+static ns_status library_members(ns_db *db, int64_t lib_id, int64_t **ids, size_t *n) {
+  *ids = NULL;
+  *n = 0;
+  ns_db_stmt *q = NULL;
+  bool row;
+  size_t cap = 0;
+  ns_status s = ns_db_prepare(db,
+                              "SELECT m.segment_id FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id"
+                              " WHERE c.library_id = ?1 ORDER BY m.segment_id",
+                              &q);
+  if (!s) s = ns_db_bind_int64(q, 1, lib_id);
+  while (!s && !(s = ns_db_step(q, &row)) && row) {
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 256;
+      int64_t *v = realloc(*ids, cap * sizeof *v);
+      if (!v) {
+        s = NS_ERR_NOMEM;
+        break;
+      }
+      *ids = v;
+    }
+    (*ids)[(*n)++] = ns_db_col_int64(q, 0);
+  }
+  ns_db_finalize(q);
+  return s;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Append matched segments to a cluster's members (after the existing ones;
+ * representatives stay as they were) and widen its radius if needed. */
+static ns_status append_members(ns_clib_cluster *c, const inc_bucket *b) {
+  int64_t *m = realloc(c->members, (c->size + b->n) * sizeof *m);
+  if (!m) return NS_ERR_NOMEM;
+  c->members = m;
+  float *d = realloc(c->member_dist, (c->size + b->n) * sizeof *d);
+  if (!d) return NS_ERR_NOMEM;
+  c->member_dist = d;
+  for (size_t i = 0; i < b->n; i++) {
+    c->members[c->size + i] = b->ids[i];
+    c->member_dist[c->size + i] = b->dist[i];
+    if (b->dist[i] > c->radius) c->radius = b->dist[i];
+  }
+  c->size += b->n;
+  return NS_OK;
+}
+
+/* Fine-tune a copy of `base` on the cluster's representatives plus the new
+ * segments (the representatives keep it from forgetting). */
+static ns_status finetune_cluster(ns_store *st, const ns_config *cfg, const ns_clib *lib, size_t ci,
+                                  const ns_model *base, const inc_bucket *b, ns_model **out,
+                                  ns_train_cluster_summary *cs) {
+  *out = NULL;
+  const ns_clib_cluster *c = &lib->clusters[ci];
+  rep_data r = {0};
+  uint8_t *used = calloc(c->size ? c->size : 1, 1);
+  ns_model *m = NULL;
+  ns_status s = used ? NS_OK : NS_ERR_NOMEM;
+  int nseg = ns_model_get_hparams(base)->n_segments;
+  size_t n = c->n_rep + b->n;
+  if (!s) {
+    r.seg = calloc(n, sizeof *r.seg);
+    r.series = calloc(n, sizeof *r.series);
+    r.excluded = calloc(n, sizeof *r.excluded);
+    if (!r.seg || !r.series || !r.excluded) s = NS_ERR_NOMEM;
+  }
+  for (size_t i = 0; !s && i < n; i++) {
+    int64_t id = i < c->n_rep ? c->members[i] : b->ids[i - c->n_rep];
+    if ((s = ns_store_get_segment(st, id, &r.seg[i]))) break;
+    r.n = i + 1;
+    if (!(r.excluded[i] = calloc(r.seg[i]->T ? r.seg[i]->T : 1, 1))) {
+      s = NS_ERR_NOMEM;
+      break;
+    }
+    if ((s = mark_expert_anomalies(st, r.seg[i], r.excluded[i]))) break;
+    /* New segments take the code of the nearest representative slot (0). */
+    int code = i < c->n_rep && (int)i < nseg ? (int)i : 0;
+    r.series[i] = (ns_train_series){r.seg[i]->x, r.seg[i]->T, i < c->n_rep ? c->rep_weight[i] : 1.0f, code};
+  }
+  ns_train_window *w = NULL;
+  size_t nw = 0, nkeep = 0, *keep = NULL;
+  int window = ns_model_get_hparams(base)->window;
+  if (!s) s = ns_train_list_windows(r.series, r.n, window, &w, &nw);
+  if (!s && !(keep = malloc((nw ? nw : 1) * sizeof *keep))) s = NS_ERR_NOMEM;
+  for (size_t i = 0; !s && i < nw; i++) {
+    bool bad = false;
+    for (uint32_t t = w[i].start; t < w[i].start + (uint32_t)window && t < r.series[w[i].series].T; t++)
+      bad |= r.excluded[w[i].series][t] != 0;
+    if (bad) cs->windows_labelled++;
+    else keep[nkeep++] = i;
+  }
+  cs->windows_total = nw;
+  if (!s && nkeep == 0) s = ns_errorf(NS_ERR_TOO_SHORT, "no window of %d points to fine-tune on", window);
+  if (!s) s = ns_model_clone(base, &m);
+  if (!s) {
+    int epochs = (int)ns_cfg_int(cfg, NS_CFG_model_epochs) / 5;
+    ns_train_opts o = {.windows = keep, .n_windows = nkeep, .epochs = epochs > 2 ? epochs : 2};
+    ns_train_result res = {0};
+    const ns_score_stats keep_stats = *ns_model_score_stats(base);
+    s = ns_train_finetune(m, r.series, r.n, &o, &res);
+    /* Thresholds stay calibrated on held-out data, not on what was just fitted. */
+    if (!s) ns_model_set_score_stats(m, &keep_stats);
+    cs->train_loss = res.train_loss;
+    ns_train_result_free(&res);
+  }
+  cs->windows_used = nkeep;
+  cs->n_series = r.n;
+  cs->finetuned = true;
+  cs->rounds = 1;
+  free(keep);
+  free(w);
+  free(used);
+  rep_data_free(&r);
+  if (s) {
+    ns_model_free(m);
+    return s;
+  }
+  *out = m;
+  return NS_OK;
+}
+
+static ns_status train_incremental(ns_store *st, const ns_config *cfg, const ns_train_plan *plan,
+                                   ns_train_summary *out) {
   double t0 = now_s();
   ns_db *db = ns_store_db(st);
+  ns_library *old = NULL;
+  ns_clib *lib = NULL, *sub = NULL;
+  ns_model **models = NULL;
+  inc_bucket *buckets = NULL, unmatched = {0};
+  int64_t *known = NULL, *ids = NULL;
+  size_t nknown = 0, nids = 0, nnew = 0;
+  ns_featset *fs = NULL;
+  float *feat = NULL;
+  ns_status s = ns_library_load_active(st, &old);
+  if (s) return ns_errorf(s, "incremental training needs an active library: %s", ns_err_detail());
+  void *buf = NULL;
+  size_t nbuf = 0;
+  /* Work on a deep copy of the cluster library. */
+  if ((s = ns_clib_serialize(old->clib, &buf, &nbuf))) goto done;
+  s = ns_clib_deserialize(buf, nbuf, &lib);
+  free(buf);
+  if (s) goto done;
+  if (!(buckets = calloc(lib->n_clusters, sizeof *buckets))) {
+    s = NS_ERR_NOMEM;
+    goto done;
+  }
+  if ((s = library_members(db, old->id, &known, &nknown))) goto done;
+  ns_seg_filter f = {plan->cluster, NULL, NULL, -1, plan->split, plan->from_ms, plan->to_ms};
+  if ((s = ns_store_list_segments(st, &f, &ids, &nids))) goto done;
+  for (size_t i = 0; i < nids; i++) {
+    if (bsearch(&ids[i], known, nknown, sizeof *known, cmp_i64)) continue;
+    progress(plan, "matching", i, nids);
+    ns_segment *seg = NULL;
+    if ((s = ns_store_get_segment(st, ids[i], &seg))) goto done;
+    if (seg->M != lib->M) {
+      ns_segment_free(seg);
+      s = ns_errorf(NS_ERR_SCHEMA, "segment %lld has %zu metrics, the library %zu", (long long)ids[i], seg->M, lib->M);
+      goto done;
+    }
+    ns_seg_kind kind = seg->kind;
+    s = ns_clib_segment_features(seg, &lib->params, &feat);
+    ns_segment_free(seg);
+    if (s == NS_ERR_TOO_SHORT) {
+      ns_err_clear();
+      s = NS_OK;
+      continue;  /* too short to describe: nothing to learn from */
+    }
+    if (s) goto done;
+    ns_clib_match best;
+    size_t nb = 0;
+    if ((s = ns_clib_match_features(lib, kind, feat, &best, 1, &nb))) goto done;
+    nnew++;
+    if (nb && !best.unmatched) {
+      if ((s = bucket_add(&buckets[best.cluster], ids[i], (float)best.distance))) goto done;
+      free(feat);
+    } else {
+      /* New pattern: clustered among the other new ones below. */
+      free(feat);
+      if ((s = bucket_add(&unmatched, ids[i], 0))) goto done;
+    }
+    feat = NULL;
+  }
+  if (nnew == 0) {
+    s = ns_errorf(NS_ERR_EMPTY, "no new segments: every selected segment is already in library %s",
+                  ns_library_version(old));
+    goto done;
+  }
+  if (!(models = calloc(lib->n_clusters, sizeof *models)) ||
+      !(out->clusters = calloc(lib->n_clusters + (unmatched.n ? unmatched.n : 0), sizeof *out->clusters))) {
+    s = NS_ERR_NOMEM;
+    goto done;
+  }
+  size_t n_old = lib->n_clusters;
+  for (size_t c = 0; c < n_old; c++) {
+    ns_train_cluster_summary *cs = &out->clusters[c];
+    cs->label = lib->clusters[c].label;
+    cs->kind = lib->clusters[c].kind;
+    progress(plan, "fine-tuning", c, n_old);
+    if (buckets[c].n == 0) {
+      if ((s = ns_model_clone(old->models[c], &models[c]))) goto done;
+    } else {
+      if ((s = finetune_cluster(st, cfg, lib, c, old->models[c], &buckets[c], &models[c], cs))) goto done;
+      if ((s = append_members(&lib->clusters[c], &buckets[c]))) goto done;
+    }
+    cs->size = lib->clusters[c].size;
+    cs->n_rep = lib->clusters[c].n_rep;
+  }
+  out->n_clusters = n_old;
+  size_t min_size = lib->params.min_size > 2 ? lib->params.min_size : 2;
+  if (unmatched.n >= min_size) {
+    /* New patterns: cluster them among themselves; new clusters, new models. */
+    if ((s = ns_featset_create(unmatched.n, lib->M, &fs))) goto done;
+    for (size_t i = 0; i < unmatched.n; i++) {
+      ns_segment *seg = NULL;
+      float *f1 = NULL;
+      if ((s = ns_store_get_segment(st, unmatched.ids[i], &seg))) goto done;
+      s = ns_clib_segment_features(seg, &lib->params, &f1);
+      fs->ids[i] = seg->id;
+      fs->kind[i] = seg->kind;
+      ns_segment_free(seg);
+      if (s) goto done;
+      memcpy(fs->f + i * lib->M * NS_CLIB_NFEAT, f1, lib->M * NS_CLIB_NFEAT * sizeof *f1);
+      free(f1);
+    }
+    ns_clib_params sp = lib->params;
+    if (sp.k_max > unmatched.n / 2) sp.k_max = unmatched.n / 2 > 1 ? unmatched.n / 2 : 1;
+    if (sp.k_min > sp.k_max) sp.k_min = sp.k_max;
+    if ((s = ns_clib_build(fs, (const char *const *)lib->metrics, &sp, plan->progress, plan->progress_ctx, &sub)))
+      goto done;
+    ns_model_hparams hp;
+    ns_model_hparams_default(&hp);
+    long thr = ns_cfg_int(cfg, NS_CFG_threads);
+    hp.threads = (int)(thr > 0 ? thr : sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1);
+    if ((s = ns_model_hparams_from_config(cfg, &hp))) goto done;
+    hp.n_metrics = (int)lib->M;
+    ns_clib_cluster *nc = realloc(lib->clusters, (n_old + sub->n_clusters) * sizeof *nc);
+    ns_model **nm = realloc(models, (n_old + sub->n_clusters) * sizeof *nm);
+    if (!nc || !nm) {
+      if (nc) lib->clusters = nc;
+      if (nm) models = nm;
+      s = NS_ERR_NOMEM;
+      goto done;
+    }
+    lib->clusters = nc;
+    models = nm;
+    int next_label[2] = {0, 0};
+    for (size_t c = 0; c < n_old; c++)
+      if (lib->clusters[c].label + 1 > next_label[lib->clusters[c].kind])
+        next_label[lib->clusters[c].kind] = lib->clusters[c].label + 1;
+    for (size_t c = 0; c < sub->n_clusters; c++) {
+      size_t ci = n_old + c;
+      models[ci] = NULL;
+      lib->clusters[ci] = sub->clusters[c];
+      memset(&sub->clusters[c], 0, sizeof sub->clusters[c]);
+      lib->clusters[ci].label = next_label[lib->clusters[ci].kind]++;
+      lib->clusters[ci].db_id = 0;
+      lib->n_clusters = ci + 1;
+      /* MAC weights of the new cluster from its representatives. */
+      ns_segment **reps = calloc(lib->clusters[ci].n_rep, sizeof *reps);
+      if (!reps) {
+        s = NS_ERR_NOMEM;
+        goto done;
+      }
+      for (size_t k = 0; !s && k < lib->clusters[ci].n_rep; k++)
+        s = ns_store_get_segment(st, lib->clusters[ci].members[k], &reps[k]);
+      if (!s) s = ns_clib_set_mac(lib, ci, (const ns_segment *const *)reps);
+      for (size_t k = 0; k < lib->clusters[ci].n_rep; k++) ns_segment_free(reps[k]);
+      free(reps);
+      if (s) goto done;
+      ns_train_cluster_summary *cs = &out->clusters[ci];
+      cs->label = lib->clusters[ci].label;
+      cs->kind = lib->clusters[ci].kind;
+      cs->size = lib->clusters[ci].size;
+      cs->n_rep = lib->clusters[ci].n_rep;
+      cs->is_new = true;
+      rep_data r = {0};
+      uint8_t *used = calloc(lib->clusters[ci].size, 1);
+      s = used ? NS_OK : NS_ERR_NOMEM;
+      if (!s)
+        s = load_reps(st, &lib->clusters[ci], lib, (size_t)hp.window, (size_t)ns_cfg_int(cfg, NS_CFG_train_min_windows),
+                      (size_t)ns_cfg_int(cfg, NS_CFG_train_max_series), &r, used);
+      if (!s) s = train_cluster(cfg, &hp, lib, ci, &r, r.n >= lib->clusters[ci].size, &models[ci], cs);
+      cs->n_series = r.n;
+      rep_data_free(&r);
+      if (!s) s = calibrate(st, &lib->clusters[ci], lib, models[ci], used, 32, &cs->calibration_segments);
+      free(used);
+      if (s) goto done;
+    }
+    sub->n_clusters = 0;
+    out->n_clusters = lib->n_clusters;
+  }
+  out->n_unmatched = unmatched.n;
+  out->n_segments = nnew;
+  out->seconds_models = now_s() - t0;
+  s = save_library(st, plan, lib, models, old->prep ? 1 : 0, plan->cluster, out);
+  if (!s && old->prep) {
+    /* Same preprocessing as the library we extend. */
+    ns_db_stmt *q = NULL;
+    bool row;
+    char *params = NULL;
+    ns_db_stmt *r0 = NULL;
+    s = ns_db_prepare(db, "SELECT params FROM model_libraries WHERE id = ?1", &r0);
+    if (!s) s = ns_db_bind_int64(r0, 1, old->id);
+    if (!s) s = ns_db_step(r0, &row);
+    ns_library_params lp = {0};
+    if (!s && row) {
+      size_t nb = 0;
+      const char *blob = ns_db_col_blob(r0, 0, &nb);
+      char *json = blob ? strndup(blob, nb) : NULL;
+      s = ns_library_params_parse(json, &lp);
+      free(json);
+    }
+    ns_db_finalize(r0);
+    if (!s && !(params = library_params_json(plan->variant, lp.prep_cluster, lp.prep_version, lib->version)))
+      s = NS_ERR_NOMEM;
+    if (!s) s = ns_db_prepare(db, "UPDATE model_libraries SET params = ?1 WHERE id = ?2", &q);
+    if (!s) s = ns_db_bind_blob(q, 1, params, strlen(params));
+    if (!s) s = ns_db_bind_int64(q, 2, out->library_id);
+    if (!s) s = ns_db_step(q, &row);
+    ns_db_finalize(q);
+    free(params);
+  }
+  out->seconds = now_s() - t0;
+done:
+  if (models)
+    for (size_t c = 0; lib && c < lib->n_clusters; c++) ns_model_free(models[c]);
+  free(models);
+  for (size_t c = 0; buckets && old && c < old->clib->n_clusters; c++) free(buckets[c].ids), free(buckets[c].dist);
+  free(buckets);
+  free(unmatched.ids);
+  free(unmatched.dist);
+  free(known);
+  free(ids);
+  free(feat);
+  ns_featset_free(fs);
+  ns_clib_free(sub);
+  ns_clib_free(lib);
+  ns_library_free(old);
+  if (s) {
+    free(out->clusters);
+    out->clusters = NULL;
+  }
+  return s;
+}
+
+ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_plan *plan, ns_train_summary *out) {
+  memset(out, 0, sizeof *out);
+  if (plan->incremental) return train_incremental(st, cfg, plan, out);
+  double t0 = now_s();
   ns_clib_params cp;
   ns_model_hparams hp;
   ns_clib *lib = NULL;
   ns_model **models = NULL;
   char *params = NULL;
-  int64_t lib_id = 0, prep_version = 0;
+  int64_t prep_version = 0;
   ns_model_hparams_default(&hp);
   long thr = ns_cfg_int(cfg, NS_CFG_threads);
   hp.threads = (int)(thr > 0 ? thr : sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1);
@@ -498,39 +908,7 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
   }
   progress(plan, "models", lib->n_clusters, lib->n_clusters);
   out->seconds_models = now_s() - t1;
-  /* Saved as a new, inactive library; activated only once complete. */
-  if ((s = next_version(db, out->version, sizeof out->version))) goto fail;
-  if (!(params = library_params_json(plan->variant, plan->cluster, prep_version, 0))) {
-    s = NS_ERR_NOMEM;
-    goto fail;
-  }
-  if ((s = insert_library(db, out->version, params, plan->notes ? plan->notes : ns_variant_name(plan->variant),
-                          &lib_id)))
-    goto fail;
-  if ((s = ns_clib_save(st, lib, lib_id))) goto fail;
-  free(params);
-  if (!(params = library_params_json(plan->variant, plan->cluster, prep_version, lib->version))) {
-    s = NS_ERR_NOMEM;
-    goto fail;
-  }
-  if ((s = ns_store_begin(st))) goto fail;
-  {
-    ns_db_stmt *q = NULL;
-    bool row;
-    s = ns_db_prepare(db, "UPDATE model_libraries SET params = ?1 WHERE id = ?2", &q);
-    if (!s) s = ns_db_bind_blob(q, 1, params, strlen(params));
-    if (!s) s = ns_db_bind_int64(q, 2, lib_id);
-    if (!s) s = ns_db_step(q, &row);
-    ns_db_finalize(q);
-  }
-  for (size_t c = 0; !s && c < lib->n_clusters; c++) s = insert_model(db, lib_id, lib->clusters[c].db_id, models[c]);
-  if (s) {
-    ns_store_rollback(st);
-    goto fail;
-  }
-  if ((s = ns_store_commit(st))) goto fail;
-  if (plan->activate && (s = ns_library_activate(st, lib_id))) goto fail;
-  out->library_id = lib_id;
+  if ((s = save_library(st, plan, lib, models, prep_version, plan->cluster, out))) goto fail;
   out->seconds = now_s() - t0;
   for (size_t c = 0; c < lib->n_clusters; c++) ns_model_free(models[c]);
   free(models);
@@ -538,7 +916,6 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
   ns_clib_free(lib);
   return NS_OK;
 fail:
-  if (lib_id) delete_library(db, lib_id);
   if (models)
     for (size_t c = 0; lib && c < lib->n_clusters; c++) ns_model_free(models[c]);
   free(models);

@@ -29,11 +29,15 @@ static ns_segment *make_segment(int pattern, int node, int job, unsigned seed, i
   snprintf(jb, sizeof jb, "%d", job);
   cr_assert_eq(ns_segment_set_meta(s, "lab", nd, jb, 1700000000000LL + (int64_t)job * 3600000, IV), NS_OK);
   srand(seed);
+  /* Each segment its own amplitude and phase, so clusters have a spread. */
+  double amp = 0.8 + 0.4 * ((double)rand() / RAND_MAX);
+  int phase = rand() % 24;
   for (int t = 0; t < NT; t++)
     for (int m = 0; m < NM; m++) {
       double noise = 0.05 * ((double)rand() / RAND_MAX - 0.5);
-      double v = pattern == 0 ? sin(t / (8.0 + m)) : ((t / (10 + m)) % 2 ? 1.0 : -1.0);
-      s->x[t * NM + m] = (float)(v * (0.5 + 0.1 * m) + noise);
+      int u = t + phase;
+      double v = pattern == 0 ? sin(u / (8.0 + m)) : ((u / (10 + m)) % 2 ? 1.0 : -1.0);
+      s->x[t * NM + m] = (float)(amp * v * (0.5 + 0.1 * m) + noise);
     }
   if (spike_at >= 0)
     for (int t = spike_at; t < spike_at + 12; t++) s->x[t * NM + 2] = 4.5f;
@@ -222,4 +226,51 @@ Test(pipeline, variants_parse) {
   cr_assert_eq(v, NS_VARIANT_C4);
   cr_assert_str_eq(ns_variant_name(NS_VARIANT_C1), "c1");
   cr_assert_eq(ns_variant_parse("c9", &v), NS_ERR_RANGE);
+}
+
+Test(pipeline, incremental_finetunes_matches_and_learns_new_patterns) {
+  /* Start from a library that knows pattern 0 only. */
+  ns_train_plan plan = {.split = "train", .activate = true, .to_ms = 1700000000000LL + 4 * 3600000LL + 1000};
+  ns_train_summary sum;
+  cr_assert_eq(ns_pipeline_train(store, cfg, &plan, &sum), NS_OK, "%s", ns_err_detail());
+  size_t before = sum.n_clusters;
+  ns_train_summary_clear(&sum);
+  ns_library *lib = NULL;
+  ns_node_verdict *v = NULL;
+  ns_segment *probe = make_segment(1, 20, 300, 99, -1);
+  cr_assert_eq(ns_library_load_active(store, &lib), NS_OK);
+  cr_assert_eq(ns_detect_prepped(lib, probe, cfg, &v), NS_OK, "%s", ns_err_detail());
+  cr_assert(v->new_pattern, "pattern 1 should be new to a pattern-0 library");
+  double err_before = v->score_mean;
+  ns_node_verdict_free(v);
+  ns_library_free(lib);
+
+  /* Everything stored since: more pattern 0 and all of pattern 1. */
+  plan = (ns_train_plan){.split = "train", .activate = true, .incremental = true};
+  cr_assert_eq(ns_pipeline_train(store, cfg, &plan, &sum), NS_OK, "%s", ns_err_detail());
+  cr_assert_str_eq(sum.version, "r2");
+  cr_assert_gt(sum.n_clusters, before, "new patterns should form new clusters");
+  cr_assert_eq(sum.n_unmatched, 4);
+  size_t finetuned = 0, fresh = 0;
+  for (size_t c = 0; c < sum.n_clusters; c++) finetuned += sum.clusters[c].finetuned, fresh += sum.clusters[c].is_new;
+  cr_assert_geq(fresh, 1);
+  ns_train_summary_clear(&sum);
+  cr_assert_eq(ns_library_load_active(store, &lib), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(ns_detect_prepped(lib, probe, cfg, &v), NS_OK, "%s", ns_err_detail());
+  cr_assert_not(v->new_pattern, "pattern 1 is known after incremental training (cluster %d, distance %g)", v->cluster, v->match_distance);
+  cr_assert_geq(v->cluster, (int)before, "matched to a cluster made from the new segments (label %d)", v->cluster);
+  cr_assert_lt(v->score_mean, err_before, "a model of its own pattern reconstructs it better (%g vs %g)",
+               v->score_mean, err_before);
+  ns_node_verdict_free(v);
+  ns_library_free(lib);
+  ns_segment_free(probe);
+
+  /* Nothing new left: a clear error, and no new library. */
+  ns_status s = ns_pipeline_train(store, cfg, &plan, &sum);
+  cr_assert_eq(s, NS_ERR_EMPTY, "%s", ns_err_message(s));
+  ns_library_info *li = NULL;
+  size_t n = 0;
+  cr_assert_eq(ns_library_list(store, &li, &n), NS_OK);
+  cr_assert_eq(n, 2);
+  free(li);
 }
