@@ -2,7 +2,8 @@
  * min, max, choices ('|'-separated, enums only), doc. The same table drives
  * parsing, validation, `--dump-config` and the sample docs/nsentry.conf
  * (regenerate with `nsentry config --sample > docs/nsentry.conf`; a test checks
- * they agree). Durations accept ms/s/m/h/d suffixes (bare number = seconds);
+ * they agree). '#' starts a comment at the start of a line or after a blank.
+ * Durations accept ms/s/m/h/d suffixes (bare number = seconds);
  * sizes accept K/M/G (binary). Add keys in your component's section. */
 #ifndef NS_CONFIG_TABLE_H
 #define NS_CONFIG_TABLE_H

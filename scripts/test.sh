@@ -16,6 +16,7 @@ if [ "${1:-}" = "--asan" ]; then
   shift
 fi
 build=${NS_BUILD_DIR:-$build}
+case $build in /*) build_abs=$build ;; *) build_abs=$root/$build ;; esac
 
 if [ "$(id -u)" -eq 0 ]; then
   bash scripts/install-deps.sh || { echo "nsentry: dependency install failed" >&2; exit 1; }
@@ -29,12 +30,12 @@ fi
 ninja -C "$build" || { echo "nsentry: build failed" >&2; exit 1; }
 
 # Throwaway servers shared by the suites (started here, stopped by PID on exit).
-cleanup() { for h in scripts/test-hooks/*.down; do [ -x "$h" ] && "$h" "$root/$build"; done; true; }
+cleanup() { for h in scripts/test-hooks/*.down; do [ -x "$h" ] && "$h" "$build_abs"; done; true; }
 trap cleanup EXIT
 for h in scripts/test-hooks/*.up; do
   [ -x "$h" ] || continue
   # A hook prints KEY=VALUE lines to export (e.g. NS_TEST_PG_URI).
-  while IFS= read -r kv; do [ -n "$kv" ] && export "$kv"; done < <("$h" "$root/$build")
+  while IFS= read -r kv; do [ -n "$kv" ] && export "$kv"; done < <("$h" "$build_abs")
 done
 
 meson test -C "$build" --print-errorlogs --num-processes "${NS_TEST_JOBS:-2}" "$@"

@@ -55,12 +55,14 @@ Test(config, defaults_and_types) {
 Test(config, load_file_and_reject_bad_values) {
   ns_config *c = NULL;
   cr_assert_eq(ns_config_create(&c), NS_OK);
-  char *p = write_tmp("# comment\n  detect_k = 2.5  # trailing\nprep_interval=30s\nclust_linkage = WARD\n");
+  char *p = write_tmp("# comment\n  detect_k = 2.5  # trailing\nprep_interval=30s\nclust_linkage = WARD\n"
+                      "prep_aggregate = *cpu#_*=mean # rules keep their '#'\n");
   cr_assert_eq(ns_config_load_file(c, p), NS_OK, "%s", ns_err_detail());
   unlink(p);
   cr_assert_float_eq(ns_cfg_double(c, NS_CFG_detect_k), 2.5, 1e-12);
   cr_assert_eq(ns_cfg_int(c, NS_CFG_prep_interval), 30000);
   cr_assert_str_eq(ns_cfg_str(c, NS_CFG_clust_linkage), "ward");
+  cr_assert_str_eq(ns_cfg_str(c, NS_CFG_prep_aggregate), "*cpu#_*=mean");
 
   /* A bad file changes nothing, and the error names file and line. */
   p = write_tmp("detect_k = 4\nmodel_layers = 999\n");
