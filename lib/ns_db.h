@@ -48,6 +48,12 @@ NS_API double ns_db_col_double(ns_db_stmt *st, int col);
 NS_API const char *ns_db_col_text(ns_db_stmt *st, int col); /* NULL if SQL NULL */
 NS_API const void *ns_db_col_blob(ns_db_stmt *st, int col, size_t *n);
 
+/* Transaction nesting depth (0 = autocommit; >1 = inside savepoints). */
+NS_API int ns_db_tx_depth(const ns_db *db);
+/* Rollbacks (full or to a savepoint) so far on this connection: caches of rows
+ * written inside a transaction compare it to know when to forget them. */
+NS_API uint64_t ns_db_rollback_count(const ns_db *db);
+
 /* Last driver error text (also put in ns_err_detail by failing calls). */
 NS_API const char *ns_db_errmsg(const ns_db *db);
 

@@ -5,13 +5,13 @@
 
 int cmd_config(int argc, char **argv, ns_config *cfg);   /* nsentry.c */
 int cmd_import(int argc, char **argv, ns_config *cfg);   /* cmd_data.c */
-int cmd_synth(int argc, char **argv, ns_config *cfg);    /* cmd_data.c */
-int cmd_prep(int argc, char **argv, ns_config *cfg);     /* cmd_data.c */
+int cmd_synth(int argc, char **argv, ns_config *cfg);    /* cmd_prep.c */
+int cmd_prep(int argc, char **argv, ns_config *cfg);     /* cmd_prep.c */
 int cmd_segments(int argc, char **argv, ns_config *cfg); /* cmd_data.c */
 int cmd_demo(int argc, char **argv, ns_config *cfg);     /* cmd_demo.c */
 int cmd_cluster(int argc, char **argv, ns_config *cfg);  /* cmd_clust.c */
 int cmd_match(int argc, char **argv, ns_config *cfg);    /* cmd_clust.c */
-int cmd_train(int argc, char **argv, ns_config *cfg);    /* cmd_model.c */
+int cmd_train(int argc, char **argv, ns_config *cfg);    /* cmd_detect.c */
 int cmd_score(int argc, char **argv, ns_config *cfg);    /* cmd_detect.c */
 int cmd_eval(int argc, char **argv, ns_config *cfg);     /* cmd_detect.c */
 int cmd_library(int argc, char **argv, ns_config *cfg);  /* cmd_detect.c */

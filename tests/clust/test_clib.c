@@ -1,0 +1,355 @@
+/* ns_clib without the database: distances, building from representations,
+ * representatives and weights, MAC, matching, the binary form. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ns_clib.h"
+
+#define NF NS_CLIB_NFEAT
+
+static unsigned long long rs = 12345;
+static double urand(void) {
+  rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+  return (double)(rs >> 11) / 9007199254740992.0;
+}
+static double nrand(void) { return sqrt(-2 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand()); }
+
+/* Groups of segments around random centres: sizes[g] members of group g,
+ * kind[g] job or idle; ids 100 + row. */
+static ns_featset *make_groups(size_t M, size_t ng, const size_t *sizes, const ns_seg_kind *kind, double noise,
+                               size_t **group_of) {
+  size_t n = 0;
+  for (size_t g = 0; g < ng; g++) n += sizes[g];
+  ns_featset *fs = NULL;
+  cr_assert_eq(ns_featset_create(n, M, &fs), NS_OK);
+  float *C = malloc(ng * M * NF * sizeof *C);
+  for (size_t q = 0; q < ng * M * NF; q++) C[q] = (float)nrand();
+  *group_of = malloc(n * sizeof **group_of);
+  size_t row = 0;
+  for (size_t g = 0; g < ng; g++)
+    for (size_t k = 0; k < sizes[g]; k++, row++) {
+      for (size_t q = 0; q < M * NF; q++) fs->f[row * M * NF + q] = C[g * M * NF + q] + (float)(noise * nrand());
+      fs->ids[row] = 100 + (int64_t)row;
+      fs->kind[row] = kind[g];
+      (*group_of)[row] = g;
+    }
+  free(C);
+  return fs;
+}
+
+static char **names(size_t M) {
+  char **v = malloc(M * sizeof *v);
+  for (size_t m = 0; m < M; m++) {
+    v[m] = malloc(16);
+    snprintf(v[m], 16, "metric%zu", m);
+  }
+  return v;
+}
+static void free_names(char **v, size_t M) {
+  for (size_t m = 0; m < M; m++) free(v[m]);
+  free(v);
+}
+
+Test(distance, matrix_is_bit_identical_to_pair_distance) {
+  size_t sizes[] = {40, 37}, *grp;
+  ns_seg_kind kinds[] = {NS_SEG_JOB, NS_SEG_JOB};
+  ns_featset *fs = make_groups(5, 2, sizes, kinds, 0.3, &grp);
+  float *D = NULL;
+  cr_assert_eq(ns_clib_distance_matrix(fs, NULL, 0, 2, NULL, NULL, &D), NS_OK);
+  size_t n = fs->n, len = fs->M * NF;
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = i + 1; j < n; j++) {
+      float want = (float)ns_clib_distance(fs->f + i * len, fs->f + j * len, fs->M);
+      cr_assert(memcmp(&D[ns_cond_index(n, i, j)], &want, sizeof want) == 0, "pair %zu,%zu", i, j);
+    }
+  // By hand for one pair: sum over metrics of per-metric L2.
+  double s = 0;
+  for (size_t m = 0; m < fs->M; m++) {
+    double t = 0;
+    for (size_t k = 0; k < NF; k++) {
+      double d = (double)fs->f[m * NF + k] - fs->f[len + m * NF + k];
+      t += d * d;
+    }
+    s += sqrt(t);
+  }
+  cr_assert(fabs(s - ns_clib_distance(fs->f, fs->f + len, fs->M)) < 1e-4 * s);
+  // A subset in another order.
+  size_t idx[3] = {70, 3, 41};
+  float *S = NULL;
+  cr_assert_eq(ns_clib_distance_matrix(fs, idx, 3, 1, NULL, NULL, &S), NS_OK);
+  cr_assert_eq(S[ns_cond_index(3, 0, 2)], D[ns_cond_index(n, 41, 70)]);
+  idx[1] = 999;
+  float *bad = NULL;
+  cr_assert_eq(ns_clib_distance_matrix(fs, idx, 3, 1, NULL, NULL, &bad), NS_ERR_RANGE);
+  cr_assert_null(bad);
+  free(S), free(D), free(grp);
+  ns_featset_free(fs);
+}
+
+static ns_clib_params test_params(void) {
+  ns_clib_params p;
+  ns_clib_params_default(&p);
+  p.k_min = 2, p.k_max = 8, p.threads = 2, p.n_rep = 4;
+  return p;
+}
+
+Test(build, groups_become_clusters_and_members_match_their_cluster) {
+  size_t sizes[] = {12, 9, 6, 8, 5}, *grp;
+  ns_seg_kind kinds[] = {NS_SEG_JOB, NS_SEG_JOB, NS_SEG_JOB, NS_SEG_IDLE, NS_SEG_IDLE};
+  size_t M = 6;
+  ns_featset *fs = make_groups(M, 5, sizes, kinds, 0.2, &grp);
+  char **nm = names(M);
+  ns_clib_params p = test_params();
+  ns_clib *lib = NULL;
+  cr_assert_eq(ns_clib_build(fs, (const char *const *)nm, &p, NULL, NULL, &lib), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(lib->n_clusters, 5);
+  cr_assert_eq(lib->sweep[NS_SEG_JOB].k, 3);
+  cr_assert_eq(lib->sweep[NS_SEG_IDLE].k, 2);
+  cr_assert_eq(lib->sweep[NS_SEG_JOB].k_lo, 2);
+  cr_assert_eq(lib->sweep[NS_SEG_JOB].k_hi, 8);
+  cr_assert_eq(lib->sweep[NS_SEG_IDLE].k_hi, 8); /* 13 idle segments */
+  cr_assert(lib->sweep[NS_SEG_JOB].sil_best > 0.5);
+  size_t len = M * NF;
+  for (size_t c = 0; c < lib->n_clusters; c++) {
+    ns_clib_cluster *cl = &lib->clusters[c];
+    cr_assert_eq(cl->kind, c < 3 ? NS_SEG_JOB : NS_SEG_IDLE);
+    cr_assert_eq(cl->n_rep, 4);
+    size_t g = grp[cl->members[0] - 100];
+    cr_assert_eq(cl->size, sizes[g]);
+    float wmin = 2, wmax = 0;
+    for (size_t r = 0; r < cl->size; r++) {
+      cr_assert_eq(grp[cl->members[r] - 100], g, "cluster %zu mixes groups", c);
+      cr_assert(cl->member_dist[r] <= cl->radius);
+      if (r > 0 && r != cl->n_rep) cr_assert(cl->member_dist[r] >= cl->member_dist[r - 1]);
+      if (r < cl->n_rep) {
+        cr_assert(cl->rep_weight[r] >= 0.1f - 1e-6f && cl->rep_weight[r] <= 1.0f);
+        wmin = fminf(wmin, cl->rep_weight[r]), wmax = fmaxf(wmax, cl->rep_weight[r]);
+        float d = (float)ns_clib_distance(cl->rep_feat + r * len, cl->centroid, M);
+        cr_assert_eq(d, cl->member_dist[r]);
+      }
+    }
+    cr_assert_float_eq(wmax, 1.0f, 1e-6);
+    cr_assert_float_eq(wmin, 0.1f, 1e-6, "farthest representative keeps weight 0.1, got %g", wmin);
+    cr_assert_eq(cl->rep_weight[0], 1.0f, "the nearest representative weighs most");
+  }
+  // Every training segment matches the cluster it was trained in, within the radius.
+  for (size_t i = 0; i < fs->n; i++) {
+    ns_clib_match m[3];
+    size_t nm_out = 0;
+    cr_assert_eq(ns_clib_match_features(lib, fs->kind[i], fs->f + i * len, m, 3, &nm_out), NS_OK);
+    cr_assert_eq(nm_out, fs->kind[i] == NS_SEG_JOB ? 3 : 2);
+    const ns_clib_cluster *cl = &lib->clusters[m[0].cluster];
+    bool member = false;
+    for (size_t r = 0; r < cl->size; r++) member |= cl->members[r] == fs->ids[i];
+    cr_assert(member, "segment %zu matched cluster %zu it is not in", i, m[0].cluster);
+    cr_assert_not(m[0].unmatched);
+    cr_assert_eq(m[0].kind, fs->kind[i]);
+    cr_assert(m[1].distance >= m[0].distance);
+    cr_assert(m[1].unmatched, "far cluster is beyond its radius");
+    if (i < fs->n && cl->members[0] == fs->ids[i]) cr_assert_eq(m[0].nearest_rep, 0);
+  }
+  // A far-away pattern is unmatched.
+  float *far = malloc(len * sizeof *far);
+  for (size_t q = 0; q < len; q++) far[q] = (float)(5 * nrand());
+  ns_clib_match m1;
+  size_t k1;
+  cr_assert_eq(ns_clib_match_features(lib, NS_SEG_JOB, far, &m1, 1, &k1), NS_OK);
+  cr_assert_eq(k1, 1);
+  cr_assert(m1.unmatched);
+  cr_assert(m1.distance > m1.limit);
+  far[7] = NAN;
+  cr_assert_eq(ns_clib_match_features(lib, NS_SEG_JOB, far, &m1, 1, &k1), NS_ERR_NONFINITE);
+  free(far);
+  ns_clib_free(lib);
+  free_names(nm, M);
+  free(grp);
+  ns_featset_free(fs);
+}
+
+Test(build, permuting_segments_keeps_clusters) {
+  size_t sizes[] = {10, 7, 9}, *grp;
+  ns_seg_kind kinds[] = {NS_SEG_JOB, NS_SEG_JOB, NS_SEG_JOB};
+  size_t M = 3, len = M * NF;
+  ns_featset *fs = make_groups(M, 3, sizes, kinds, 0.6, &grp);
+  ns_featset *ps = NULL;
+  cr_assert_eq(ns_featset_create(fs->n, M, &ps), NS_OK);
+  for (size_t i = 0; i < fs->n; i++) {
+    size_t src = (i * 7 + 3) % fs->n; /* 7 is coprime with 26 */
+    memcpy(ps->f + i * len, fs->f + src * len, len * sizeof(float));
+    ps->ids[i] = fs->ids[src], ps->kind[i] = fs->kind[src];
+  }
+  char **nm = names(M);
+  ns_clib_params p = test_params();
+  ns_clib *a = NULL, *b = NULL;
+  cr_assert_eq(ns_clib_build(fs, (const char *const *)nm, &p, NULL, NULL, &a), NS_OK);
+  cr_assert_eq(ns_clib_build(ps, (const char *const *)nm, &p, NULL, NULL, &b), NS_OK);
+  cr_assert_eq(a->n_clusters, b->n_clusters);
+  for (size_t c = 0; c < a->n_clusters; c++) {
+    // Find b's cluster holding a's first member; same member set, same order.
+    size_t d = 0;
+    while (d < b->n_clusters && b->clusters[d].members[0] != a->clusters[c].members[0]) d++;
+    cr_assert_lt(d, b->n_clusters);
+    cr_assert_eq(a->clusters[c].size, b->clusters[d].size);
+    for (size_t r = 0; r < a->clusters[c].size; r++) cr_assert_eq(a->clusters[c].members[r], b->clusters[d].members[r]);
+    cr_assert_float_eq(a->clusters[c].radius, b->clusters[d].radius, 1e-4);
+  }
+  ns_clib_free(a), ns_clib_free(b);
+  free_names(nm, M);
+  free(grp);
+  ns_featset_free(fs), ns_featset_free(ps);
+}
+
+static ns_segment *series(size_t T, size_t M, char **nm, int64_t id, const double *step) {
+  ns_segment *s = NULL;
+  cr_assert_eq(ns_segment_create(T, M, &s), NS_OK);
+  cr_assert_eq(ns_segment_set_metrics(s, nm), NS_OK);
+  cr_assert_eq(ns_segment_set_meta(s, "c", "n1", "1", 0, 15000), NS_OK);
+  s->id = id;
+  for (size_t t = 0; t < T; t++)
+    for (size_t m = 0; m < M; m++) s->x[t * M + m] = (float)((t % 2) * step[m]);
+  return s;
+}
+
+Test(mac, weights_favour_stable_metrics) {
+  size_t sizes[] = {5, 5}, *grp;
+  ns_seg_kind kinds[] = {NS_SEG_JOB, NS_SEG_JOB};
+  size_t M = 3;
+  ns_featset *fs = make_groups(M, 2, sizes, kinds, 0.1, &grp);
+  char **nm = names(M);
+  ns_clib_params p = test_params();
+  p.n_rep = 2;
+  ns_clib *lib = NULL;
+  cr_assert_eq(ns_clib_build(fs, (const char *const *)nm, &p, NULL, NULL, &lib), NS_OK);
+  ns_clib_cluster *cl = &lib->clusters[0];
+  cr_assert_eq(cl->n_rep, 2);
+  double step[3] = {0.0, 1.0, 3.0};
+  ns_segment *reps[2] = {series(20, M, nm, cl->members[0], step), series(20, M, nm, cl->members[1], step)};
+  cr_assert_eq(ns_clib_set_mac(lib, 0, (const ns_segment *const *)reps), NS_OK, "%s", ns_err_detail());
+  cr_assert_float_eq(cl->mac[0], 0.0, 1e-7);
+  cr_assert_float_eq(cl->mac[1], 1.0, 1e-6);
+  cr_assert_float_eq(cl->mac[2], 3.0, 1e-6);
+  double sum = cl->mac_weight[0] + cl->mac_weight[1] + cl->mac_weight[2];
+  cr_assert_float_eq(sum, 1.0, 1e-6);
+  cr_assert(cl->mac_weight[0] > cl->mac_weight[1] && cl->mac_weight[1] > cl->mac_weight[2]);
+  cr_assert_float_eq(cl->mac_weight[2] / cl->mac_weight[0], 0.1, 1e-5, "most volatile keeps 0.1 of the top");
+  // Wrong segment, other metric names, NaN: clear errors.
+  reps[1]->id = 99999;
+  cr_assert_eq(ns_clib_set_mac(lib, 0, (const ns_segment *const *)reps), NS_ERR_INVAL);
+  reps[1]->id = cl->members[1];
+  free(reps[1]->metrics[2]);
+  reps[1]->metrics[2] = strdup("other");
+  cr_assert_eq(ns_clib_set_mac(lib, 0, (const ns_segment *const *)reps), NS_ERR_SCHEMA);
+  cr_assert(strstr(ns_err_detail(), "other"), "%s", ns_err_detail());
+  free(reps[1]->metrics[2]);
+  reps[1]->metrics[2] = strdup("metric2");
+  reps[1]->x[5] = NAN;
+  cr_assert_eq(ns_clib_set_mac(lib, 0, (const ns_segment *const *)reps), NS_ERR_NONFINITE);
+  cr_assert_eq(ns_clib_set_mac(lib, 99, (const ns_segment *const *)reps), NS_ERR_RANGE);
+  ns_segment_free(reps[0]), ns_segment_free(reps[1]);
+  ns_clib_free(lib);
+  free_names(nm, M);
+  free(grp);
+  ns_featset_free(fs);
+}
+
+Test(serialize, round_trip_and_corruption) {
+  size_t sizes[] = {6, 6, 4}, *grp;
+  ns_seg_kind kinds[] = {NS_SEG_JOB, NS_SEG_JOB, NS_SEG_IDLE};
+  size_t M = 4, len = M * NF;
+  ns_featset *fs = make_groups(M, 3, sizes, kinds, 0.2, &grp);
+  char **nm = names(M);
+  ns_clib_params p = test_params();
+  p.linkage = NS_LINKAGE_WARD;
+  ns_clib *lib = NULL, *back = NULL;
+  cr_assert_eq(ns_clib_build(fs, (const char *const *)nm, &p, NULL, NULL, &lib), NS_OK);
+  double step[4] = {1, 2, 3, 4};
+  ns_clib_cluster *cl = &lib->clusters[1];
+  ns_segment **reps = calloc(cl->n_rep, sizeof *reps);
+  for (size_t r = 0; r < cl->n_rep; r++) reps[r] = series(9, M, nm, cl->members[r], step);
+  cr_assert_eq(ns_clib_set_mac(lib, 1, (const ns_segment *const *)reps), NS_OK);
+  void *buf = NULL;
+  size_t n = 0;
+  cr_assert_eq(ns_clib_serialize(lib, &buf, &n), NS_OK);
+  cr_assert_eq(ns_clib_deserialize(buf, n, &back), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(back->M, M);
+  cr_assert_str_eq(back->metrics[3], "metric3");
+  cr_assert_eq(back->params.linkage, NS_LINKAGE_WARD);
+  cr_assert_eq(back->n_clusters, lib->n_clusters);
+  cr_assert_eq(back->sweep[0].k, lib->sweep[0].k);
+  cr_assert_eq(back->sweep[0].silhouette[0], lib->sweep[0].silhouette[0]);
+  for (size_t c = 0; c < lib->n_clusters; c++) {
+    ns_clib_cluster *a = &lib->clusters[c], *b = &back->clusters[c];
+    cr_assert_eq(a->size, b->size);
+    cr_assert_eq(a->radius, b->radius);
+    cr_assert(memcmp(a->centroid, b->centroid, len * sizeof(float)) == 0);
+    cr_assert(memcmp(a->rep_feat, b->rep_feat, a->n_rep * len * sizeof(float)) == 0);
+    cr_assert(memcmp(a->members, b->members, a->size * sizeof(int64_t)) == 0);
+    cr_assert_eq(!!a->mac, !!b->mac);
+  }
+  cr_assert_float_eq(back->clusters[1].mac_weight[0], cl->mac_weight[0], 0);
+  // Flipped byte, truncation, wrong magic.
+  unsigned char *bytes = buf;
+  bytes[n / 2] ^= 1;
+  ns_clib *bad = NULL;
+  cr_assert_eq(ns_clib_deserialize(buf, n, &bad), NS_ERR_CORRUPT);
+  bytes[n / 2] ^= 1;
+  cr_assert_eq(ns_clib_deserialize(buf, n - 9, &bad), NS_ERR_CORRUPT);
+  bytes[0] = 'X';
+  cr_assert_eq(ns_clib_deserialize(buf, n, &bad), NS_ERR_FORMAT);
+  cr_assert_null(bad);
+  for (size_t r = 0; r < cl->n_rep; r++) ns_segment_free(reps[r]);
+  free(reps), free(buf);
+  ns_clib_free(lib), ns_clib_free(back);
+  free_names(nm, M);
+  free(grp);
+  ns_featset_free(fs);
+}
+
+Test(bad_input, build_rejects_nan_and_empty) {
+  size_t sizes[] = {4, 4}, *grp;
+  ns_seg_kind kinds[] = {NS_SEG_JOB, NS_SEG_JOB};
+  ns_featset *fs = make_groups(2, 2, sizes, kinds, 0.1, &grp);
+  char **nm = names(2);
+  ns_clib_params p = test_params();
+  ns_clib *lib = NULL;
+  fs->f[5 * 2 * NF + NF + 3] = NAN;
+  cr_assert_eq(ns_clib_build(fs, (const char *const *)nm, &p, NULL, NULL, &lib), NS_ERR_NONFINITE);
+  cr_assert(strstr(ns_err_detail(), "segment 105"), "%s", ns_err_detail());
+  cr_assert_null(lib);
+  fs->f[5 * 2 * NF + NF + 3] = 0;
+  p.n_rep = 0;
+  cr_assert_eq(ns_clib_build(fs, (const char *const *)nm, &p, NULL, NULL, &lib), NS_ERR_RANGE);
+  p = test_params();
+  p.k_min = 9, p.k_max = 3;
+  cr_assert_eq(ns_clib_build(fs, (const char *const *)nm, &p, NULL, NULL, &lib), NS_ERR_RANGE);
+  p = test_params();
+  fs->n = 0;
+  cr_assert_eq(ns_clib_build(fs, (const char *const *)nm, &p, NULL, NULL, &lib), NS_ERR_EMPTY);
+  free_names(nm, 2);
+  free(grp);
+  ns_featset_free(fs);
+}
+
+Test(params, from_config_and_prefix) {
+  ns_config *cfg = NULL;
+  cr_assert_eq(ns_config_create(&cfg), NS_OK);
+  ns_clib_params p, d;
+  ns_clib_params_default(&d);
+  cr_assert_eq(ns_clib_params_from_config(cfg, &p), NS_OK);
+  // Defaults agree with the config table.
+  cr_assert(p.linkage == d.linkage && p.k_min == d.k_min && p.k_max == d.k_max && p.min_size == d.min_size);
+  cr_assert(p.n_rep == d.n_rep && p.match_len_ms == d.match_len_ms && p.radius_factor == d.radius_factor);
+  cr_assert(p.feat_fs == d.feat_fs && p.threads == d.threads);
+  cr_assert_eq(ns_config_set(cfg, "clust_k_min", "30"), NS_OK);
+  cr_assert_eq(ns_clib_params_from_config(cfg, &p), NS_ERR_RANGE);
+  ns_config_free(cfg);
+  ns_segment *s = NULL;
+  cr_assert_eq(ns_segment_create(500, 1, &s), NS_OK);
+  s->interval_ms = 15000;
+  cr_assert_eq(ns_clib_prefix_rows(s, 3600000), 240);
+  cr_assert_eq(ns_clib_prefix_rows(s, 100 * 3600000LL), 500);
+  cr_assert_eq(ns_clib_prefix_rows(s, 1000), 1);
+  ns_segment_free(s);
+}
