@@ -77,8 +77,8 @@ static const char *const q_sql[Q_COUNT] = {
                   " exit_code = excluded.exit_code, shared = excluded.shared, updated_ms = excluded.updated_ms",
     [Q_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE cluster = ?1 AND job_id = ?2",
     [Q_JOB_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE (CAST(?1 AS TEXT) IS NULL OR cluster = ?1)"
-                   " AND (?2 = 0 OR COALESCE(end_ms, 9223372036854775807) >= ?2)"
-                   " AND (?3 = 0 OR COALESCE(start_ms, submit_ms, 0) <= ?3)"
+                   " AND (CAST(?2 AS BIGINT) = 0 OR COALESCE(end_ms, 9223372036854775807) >= ?2)"
+                   " AND (CAST(?3 AS BIGINT) = 0 OR COALESCE(start_ms, submit_ms, 0) <= ?3)"
                    " ORDER BY COALESCE(start_ms, submit_ms, 0), cluster, job_id",
     [Q_RAW_PUT] = "INSERT INTO raw_chunks (cluster, node, t0_ms, t1_ms, nrows, metric_set_id, value_bytes, ts, vals,"
                   " counters, labels, source, created_ms)"
@@ -90,13 +90,13 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_RAW_NODES] = "SELECT DISTINCT node FROM raw_chunks WHERE cluster = ?1 ORDER BY node",
     [Q_RAW_GET] = "SELECT c.id, c.nrows, c.value_bytes, c.ts, c.vals, c.counters, c.labels, ms.n, ms.names"
                   " FROM raw_chunks c JOIN metric_sets ms ON ms.id = c.metric_set_id"
-                  " WHERE c.cluster = ?1 AND c.node = ?2 AND (?3 = 0 OR c.t1_ms >= ?3) AND (?4 = 0 OR c.t0_ms <= ?4)"
+                  " WHERE c.cluster = ?1 AND c.node = ?2 AND (CAST(?3 AS BIGINT) = 0 OR c.t1_ms >= ?3) AND (CAST(?4 AS BIGINT) = 0 OR c.t0_ms <= ?4)"
                   " ORDER BY c.t0_ms, c.id",
     [Q_LABEL_INS] = "INSERT INTO labels (cluster, node, job_id, start_ms, end_ms, label, author, source, note,"
                     " created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
     [Q_LABEL_DEL] = "DELETE FROM labels WHERE id = ?1",
     [Q_LABEL_LIST] = "SELECT " LABEL_COLS " FROM labels WHERE (CAST(?1 AS TEXT) IS NULL OR cluster = ?1)"
-                     " AND (CAST(?2 AS TEXT) IS NULL OR node = ?2) AND (?3 = 0 OR end_ms >= ?3) AND (?4 = 0 OR start_ms <= ?4)"
+                     " AND (CAST(?2 AS TEXT) IS NULL OR node = ?2) AND (CAST(?3 AS BIGINT) = 0 OR end_ms >= ?3) AND (CAST(?4 AS BIGINT) = 0 OR start_ms <= ?4)"
                      " ORDER BY start_ms, node, id",
     [Q_ART_PUT] = "INSERT INTO artifacts (kind, name, version, created_ms, data)"
                   " VALUES (?1, ?2, (SELECT COALESCE(MAX(version), 0) + 1 FROM artifacts WHERE kind = ?1 AND name = ?2),"

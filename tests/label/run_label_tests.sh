@@ -182,6 +182,32 @@ check "bad script: exit 1 naming line and column" "[ $? -eq 1 ] && grep -q 'line
 "$LABEL" --db "sqlite:$TMP/l.db" --size 10 2>"$TMP/err"
 check "bad --size rejected" "[ $? -eq 2 ] && grep -q COLSxROWS $TMP/err"
 
+# --- the same screens on PostgreSQL (when the test server is up) ---
+if [ -n "${NS_TEST_PG_URI:-}" ] && command -v psql >/dev/null; then
+  pgdb=nslabel_$$
+  psql -q "$NS_TEST_PG_URI" -c "DROP DATABASE IF EXISTS $pgdb" -c "CREATE DATABASE $pgdb" >/dev/null
+  pguri="${NS_TEST_PG_URI%/*}/$pgdb"
+  if "$MKDB" "$pguri"; then
+    printf '%s\n' ':dump jobs' '<Enter>' ':dump nodes' '<Enter>' ':dump segment' 'q' 'q' 'C' '<Enter>' ':dump members' 'Q' \
+      > "$TMP/pg.keys"
+    mkdir -p "$TMP/out/pg"
+    timeout 60 "$LABEL" --db "$pguri" --script "$TMP/pg.keys" --size 100x30 --dump-dir "$TMP/out/pg"
+    check "postgres: script exits 0" "[ $? -eq 0 ]"
+    for s in jobs nodes segment members; do
+      check "postgres: screen $s equals the SQLite golden" "cmp -s $GOLD/views-$s.screen $TMP/out/pg/$s.screen"
+    done
+    printf '%s\n' '<Enter>' '<Enter>' 'x' 'v' 'a' 'pg note<Enter>' 'Q' > "$TMP/pg2.keys"
+    timeout 60 "$LABEL" --db "$pguri" --script "$TMP/pg2.keys" --size 100x30
+    n=$(psql -qtA "$pguri" -c "SELECT COUNT(*) FROM labels WHERE source='expert' AND note='pg note'")
+    check "postgres: label written ($n)" "[ \"$n\" = 1 ]"
+  else
+    bad "postgres: fixture database could not be built"
+  fi
+  psql -q "$NS_TEST_PG_URI" -c "DROP DATABASE IF EXISTS $pgdb" >/dev/null 2>&1
+else
+  echo "skip - postgres variant (NS_TEST_PG_URI not set; scripts/test.sh starts a server)"
+fi
+
 # --- the real binary in tmux: drive, lose the database, quit cleanly ---
 if command -v tmux >/dev/null; then
   fresh_db
