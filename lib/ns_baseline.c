@@ -52,6 +52,20 @@ void ns_baseline_opts_default(ns_baseline_opts *o) {
   o->min_sigma = 1e-3;
 }
 
+ns_status ns_baseline_opts_from_config(const ns_config *cfg, ns_baseline_opts *o) {
+  if (!o) return ns_errorf(NS_ERR_INVAL, "ns_baseline_opts_from_config: NULL output");
+  ns_baseline_opts_default(o);
+  if (!cfg) return ns_errorf(NS_ERR_INVAL, "ns_baseline_opts_from_config: NULL config");
+  o->hidden = (int)ns_cfg_int(cfg, NS_CFG_baseline_ae_hidden);
+  o->bottleneck = (int)ns_cfg_int(cfg, NS_CFG_baseline_ae_bottleneck);
+  o->epochs = (int)ns_cfg_int(cfg, NS_CFG_baseline_ae_epochs);
+  o->batch = (int)ns_cfg_int(cfg, NS_CFG_baseline_ae_batch);
+  o->lr = ns_cfg_double(cfg, NS_CFG_baseline_ae_lr);
+  o->min_sigma = ns_cfg_double(cfg, NS_CFG_baseline_min_sigma);
+  o->seed = (uint64_t)ns_cfg_int(cfg, NS_CFG_ablation_seed);
+  return NS_OK;
+}
+
 void ns_baseline_free(ns_baseline *b) {
   if (!b) return;
   for (size_t m = 0; b->metrics && m < b->M; m++) free(b->metrics[m]);
@@ -344,12 +358,16 @@ done:
 
 /* ---- training entry ---- */
 
-static void zscore_fit(ns_baseline *b, const ns_train_series *s, size_t n) {
+static ns_status zscore_fit(ns_baseline *b, const ns_train_series *s, size_t n) {
   size_t M = b->M;
   // Two passes in double: exact enough and order-independent of threads.
   double cnt = 0;
   double *sum = calloc(M, sizeof *sum), *ss = calloc(M, sizeof *ss);
-  if (!sum || !ss) goto done;
+  ns_status st = NS_OK;
+  if (!sum || !ss) {
+    st = ns_errorf(NS_ERR_NOMEM, "z-score: %zu metrics", M);
+    goto done;
+  }
   for (size_t i = 0; i < n; i++)
     if (s[i].weight > 0) {
       cnt += (double)s[i].T;
@@ -371,6 +389,7 @@ static void zscore_fit(ns_baseline *b, const ns_train_series *s, size_t n) {
   }
 done:
   free(sum), free(ss);
+  return st;
 }
 
 static ns_status train_stats(ns_baseline *b, const ns_train_series *s, size_t n, size_t np) {
@@ -422,7 +441,7 @@ ns_status ns_baseline_train(ns_baseline_kind kind, const char *const *metric_nam
   pthread_once(&blas_once, blas_single);
   point_ref *pts = NULL;
   if (kind == NS_BASELINE_ZSCORE) {
-    zscore_fit(b, s, n);
+    if ((st = zscore_fit(b, s, n))) goto fail;
   } else {
     if (!(pts = malloc(np * sizeof *pts))) {
       st = ns_errorf(NS_ERR_NOMEM, "baseline: %zu training points", np);
@@ -572,6 +591,8 @@ ns_status ns_baseline_save(const ns_baseline *b, void **buf, size_t *n) {
   *buf = w.p, *n = w.n;
   return NS_OK;
 }
+
+bool ns_baseline_blob_is(const void *buf, size_t n) { return buf && n >= 8 && memcmp(buf, MAGIC, 8) == 0; }
 
 typedef struct rbuf {
   const unsigned char *p;
@@ -735,6 +756,18 @@ static ns_status flush_run(ns_store *st, const run_buf *rb, size_t rows, const c
       const ns_segment *src = rb->seg[off + r];
       memcpy(p->x + r * M, src->x + rb->row[off + r] * M, M * sizeof(float));
       if (labels) p->labels[r] = src->labels ? src->labels[rb->row[off + r]] : 0;
+    }
+    // A cut's job id names one piece: the same piece under a second split
+    // would be two rows with one name, so it is refused.
+    ns_seg_filter f = {s0->cluster, s0->node, job, -1, NULL, t0, t0};
+    int64_t *dup = NULL;
+    size_t nd = 0;
+    if ((s = ns_store_list_segments(st, &f, &dup, &nd))) goto done;
+    free(dup);
+    if (nd) {
+      s = ns_errorf(NS_ERR_EXISTS, "C3 cuts: segment %s of node %s at %" PRId64 " already exists in another split; "
+                    "delete those cuts or cut into the same split", job, s0->node, t0);
+      goto done;
     }
     if ((s = ns_store_put_segment(st, p, out_split, &id))) goto done;
     ns_segment_free(p);

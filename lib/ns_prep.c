@@ -1543,13 +1543,38 @@ static double mono_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Only what prep itself made: the train/test segments of nodes that have raw
+ * telemetry. Segments shipped by nodes (split "ingest") and imported
+ * preprocessed datasets are never touched. */
 static ns_status delete_cluster_segments(ns_store *s, const char *cluster, size_t *n_deleted) {
-  ns_seg_filter f = NS_SEG_FILTER_ALL;
-  f.cluster = cluster;
+  char **nodes = NULL;
+  size_t nn = 0, n = 0;
   int64_t *ids = NULL;
-  size_t n = 0;
-  ns_status st = ns_store_list_segments(s, &f, &ids, &n);
+  ns_status st = ns_store_list_raw_nodes(s, cluster, &nodes, &nn);
   if (st) return st;
+  static const char *const splits[] = {"train", "test"};
+  for (size_t i = 0; i < nn && !st; i++)
+    for (int k = 0; k < 2 && !st; k++) {
+      ns_seg_filter f = NS_SEG_FILTER_ALL;
+      f.cluster = cluster;
+      f.node = nodes[i];
+      f.split = splits[k];
+      int64_t *part = NULL;
+      size_t np = 0;
+      if ((st = ns_store_list_segments(s, &f, &part, &np))) break;
+      int64_t *grown = np ? realloc(ids, (n + np) * sizeof *grown) : ids;
+      if (!grown) {
+        free(part);
+        st = NS_ERR_NOMEM;
+        break;
+      }
+      ids = grown;
+      if (np) memcpy(ids + n, part, np * sizeof *part);
+      n += np;
+      free(part);
+    }
+  ns_strings_free(nodes, nn);
+  if (st) goto done;
   if (n && (st = ns_store_begin(s))) goto done;
   for (size_t i = 0; i < n && !st; i++) st = ns_store_delete_segment(s, ids[i]);
   if (n) {
@@ -1760,5 +1785,47 @@ done:
   ns_jobs_free(jobs, njobs);
   ns_prep_params_free(p);
   sum->seconds = mono_s() - t0;
+  return st;
+}
+
+ns_status ns_prep_ingest_to_raw(ns_store *s, const char *cluster, size_t *n_segments, size_t *n_rows) {
+  *n_segments = 0;
+  *n_rows = 0;
+  if (!cluster) return ns_errorf(NS_ERR_INVAL, "ingest to raw needs a cluster name");
+  ns_seg_filter f = NS_SEG_FILTER_ALL;
+  f.cluster = cluster;
+  f.split = NS_SPLIT_INGEST;
+  int64_t *ids = NULL;
+  size_t n = 0;
+  ns_status st = ns_store_list_segments(s, &f, &ids, &n);
+  if (st) return st;
+  if (n == 0) {
+    free(ids);
+    return ns_errorf(NS_ERR_EMPTY, "cluster %s has no segments shipped by nodes (split '%s')", cluster,
+                     NS_SPLIT_INGEST);
+  }
+  if ((st = ns_store_begin(s))) goto done;
+  for (size_t i = 0; i < n && !st; i++) {
+    ns_segment *g = NULL;
+    ns_mts *m = NULL;
+    double *row = NULL;
+    if ((st = ns_store_get_segment(s, ids[i], &g))) break;
+    st = ns_mts_create(g->node, g->M, g->metrics, &m);
+    if (!st && !(row = malloc(g->M * sizeof *row))) st = NS_ERR_NOMEM;
+    for (size_t t = 0; !st && t < g->T; t++) {
+      for (size_t k = 0; k < g->M; k++) row[k] = g->x[t * g->M + k];
+      st = ns_mts_append(m, g->start_ms + (int64_t)t * g->interval_ms, row);
+    }
+    /* Shipped values are gauges and rates already (the sampler derives rates). */
+    if (!st) st = ns_store_put_raw(s, cluster, m, "ingest");
+    if (!st) (*n_segments)++, *n_rows += g->T;
+    free(row);
+    ns_mts_free(m);
+    ns_segment_free(g);
+  }
+  if (st) ns_store_rollback(s);
+  else st = ns_store_commit(s);
+done:
+  free(ids);
   return st;
 }

@@ -152,12 +152,21 @@ typedef void (*ns_prep_progress_fn)(void *ctx, size_t done, size_t total);
  * "train" (before train_until, or no train_until) or "test"; a segment
  * crossing train_until is cut there (pieces shorter than min_segment are
  * dropped). Per-point labels come from the stored anomalous labels. A refit
- * first deletes the cluster's stored segments (they were made with other
- * parameters). Nodes whose metrics do not fit the parameters are skipped
+ * first deletes the train/test segments of the nodes it regenerates (they
+ * were made with other parameters); shipped ("ingest") and imported segments
+ * stay. Nodes whose metrics do not fit the parameters are skipped
  * with a warning (counted). */
 NS_API ns_status ns_prep_run_store(ns_store *s, const char *cluster, const ns_prep_opts *o, bool fit,
                                    int64_t train_until_ms, ns_prep_summary *sum, ns_prep_progress_fn progress,
                                    void *ctx);
+
+/* Split name of raw segments shipped by nodes and stored by nsentryd. */
+#define NS_SPLIT_INGEST "ingest"
+/* Copy every shipped segment (split "ingest") of `cluster` into the raw
+ * telemetry store (source "ingest"), so that `nsentry prep` can fit and cut
+ * them like imported telemetry: the way to train on a site's own jobs.
+ * Idempotent (raw chunks of the same rows are replaced). */
+NS_API ns_status ns_prep_ingest_to_raw(ns_store *s, const char *cluster, size_t *n_segments, size_t *n_rows);
 
 /* Whether `node` is in a Slurm hostlist expression ("cn[01-04,07],gpu1"). */
 NS_API bool ns_prep_nodelist_has(const char *nodelist, const char *node);

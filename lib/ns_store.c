@@ -56,7 +56,7 @@ static const char *const q_sql[Q_COUNT] = {
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
                   " ON CONFLICT DO NOTHING RETURNING id",
     [Q_SEG_FIND] = "SELECT id FROM segments WHERE cluster = ?1 AND node = ?2 AND COALESCE(job_id, '') = ?3"
-                   " AND start_ms = ?4",
+                   " AND start_ms = ?4 AND COALESCE(split, '') = ?5",
     [Q_SEG_GET] = "SELECT s.cluster, s.node, s.job_id, s.kind, s.start_ms, s.end_ms, s.interval_ms, s.t, s.m,"
                   " ms.n, ms.names, s.data, s.labels FROM segments s JOIN metric_sets ms ON ms.id = s.metric_set_id"
                   " WHERE s.id = ?1",
@@ -582,13 +582,13 @@ static ns_status check_segment(const ns_segment *g) {
   return NS_OK;
 }
 
-static ns_status find_segment(ns_store *s, const ns_segment *g, int64_t *id) {
+static ns_status find_segment(ns_store *s, const ns_segment *g, const char *split, int64_t *id) {
   ns_db_stmt *q;
   bool row;
   ns_status st = q_get(s, Q_SEG_FIND, &q);
   if (st || (st = ns_db_bind_text(q, 1, g->cluster)) || (st = ns_db_bind_text(q, 2, g->node)) ||
       (st = ns_db_bind_text(q, 3, g->job_id ? g->job_id : "")) || (st = ns_db_bind_int64(q, 4, g->start_ms)) ||
-      (st = ns_db_step(q, &row)))
+      (st = ns_db_bind_text(q, 5, split ? split : "")) || (st = ns_db_step(q, &row)))
     return st;
   if (!row) return ns_errorf(NS_ERR_DB, "segment %s/%s at %lld neither inserted nor found", g->node,
                              g->job_id ? g->job_id : "idle", (long long)g->start_ms);
@@ -627,7 +627,7 @@ static ns_status put_segment_impl(ns_store *s, const ns_segment *g, const char *
       id = ns_db_col_int64(q, 0);
       st = step_done(q);
     } else {
-      st = find_segment(s, g, &id);
+      st = find_segment(s, g, split, &id);
     }
   }
   free(tmp);

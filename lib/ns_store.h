@@ -53,9 +53,11 @@ NS_API void ns_strings_free(char **v, size_t n);
 NS_API ns_status ns_store_get_raw(ns_store *s, const char *cluster, const char *node, int64_t from_ms,
                                   int64_t to_ms, ns_mts **out);
 
-/* Segments. `split` is a free tag such as "train" or "test" (NULL = none).
- * Idempotent on (cluster, node, job_id/idle, start_ms): storing the same
- * segment twice returns the existing id. */
+/* Segments. `split` is a free tag such as "train" or "test" (NULL = none);
+ * "ingest" marks raw segments as shipped by nodes. Idempotent on (cluster,
+ * node, job_id/idle, start_ms, split): storing the same segment twice returns
+ * the existing id, and a derived copy (a preprocessed piece, an ablation cut)
+ * may share the window under another split. */
 NS_API ns_status ns_store_put_segment(ns_store *s, const ns_segment *seg, const char *split, int64_t *out_id);
 NS_API ns_status ns_store_get_segment(ns_store *s, int64_t id, ns_segment **out);
 NS_API ns_status ns_store_delete_segment(ns_store *s, int64_t id);

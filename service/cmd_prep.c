@@ -65,13 +65,15 @@ void ns_cmd_prep_print_summary(const char *cluster, const ns_prep_summary *s, in
 
 static void prep_usage(FILE *f) {
   fprintf(f,
-          "usage: nsentry prep [--fit] [--train-until TIME] [--cluster C]\n"
+          "usage: nsentry prep [--fit] [--from-ingest] [--train-until TIME] [--cluster C]\n"
           "  Fit preprocessing parameters on the training range (stored as artifact\n"
           "  'prep'), apply them to all stored raw telemetry of the cluster and store\n"
           "  job and idle segments, split train/test at --train-until.\n"
           "  --fit               refit even if parameters are stored (replaces the segments)\n"
           "  --train-until TIME  end of the training range (ISO time or epoch); default: all\n"
           "  --cluster C         cluster (default: cluster_name)\n"
+          "  --from-ingest       first copy the segments nodes shipped to nsentryd into the raw\n"
+          "                      telemetry (to train on the site's own jobs); implies --fit\n"
           "  config: prep_interval, prep_max_gap, prep_corr_threshold, prep_trim, prep_clip,\n"
           "          prep_min_segment, prep_aggregate\n");
 }
@@ -80,9 +82,10 @@ int cmd_prep(int argc, char **argv, ns_config *cfg) {
   static const struct option opts[] = {{"fit", no_argument, 0, 'f'},
                                        {"train-until", required_argument, 0, 't'},
                                        {"cluster", required_argument, 0, 'c'},
+                                       {"from-ingest", no_argument, 0, 'I'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
-  bool fit = false;
+  bool fit = false, from_ingest = false;
   int64_t until = 0;
   const char *cluster = ns_cfg_str(cfg, NS_CFG_cluster_name);
   int c;
@@ -94,6 +97,7 @@ int cmd_prep(int argc, char **argv, ns_config *cfg) {
         ns_cli_die(2, "prep: --train-until '%s' is not a time (YYYY-MM-DDTHH:MM:SS or epoch)", optarg);
       break;
     case 'c': cluster = optarg; break;
+    case 'I': from_ingest = fit = true; break;
     case 'h': prep_usage(stdout); return 0;
     default: prep_usage(stderr); return 2;
     }
@@ -109,7 +113,13 @@ int cmd_prep(int argc, char **argv, ns_config *cfg) {
   ns_cli_check(ns_store_open(ns_cfg_str(cfg, NS_CFG_db), &st), "prep: open database");
   ns_progress bar = {0};
   ns_prep_summary sum;
-  ns_status rc = ns_prep_run_store(st, cluster, &po, fit, until, &sum, prep_progress, &bar);
+  ns_status rc = NS_OK;
+  if (from_ingest) {
+    size_t nseg = 0, nrows = 0;
+    if (!(rc = ns_prep_ingest_to_raw(st, cluster, &nseg, &nrows)))
+      printf("prep: %zu shipped segments (%zu rows) of cluster %s copied to raw telemetry\n", nseg, nrows, cluster);
+  }
+  if (!rc) rc = ns_prep_run_store(st, cluster, &po, fit, until, &sum, prep_progress, &bar);
   if (bar.total) ns_progress_finish(&bar);
   if (rc) {
     fprintf(stderr, "nsentry: prep: %s\n", ns_err_message(rc));

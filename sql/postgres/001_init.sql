@@ -95,7 +95,7 @@ CREATE TABLE segments (
   labels        BYTEA,             -- t bytes or NULL
   created_ms    BIGINT NOT NULL
 );
-CREATE UNIQUE INDEX segments_key ON segments (cluster, node, COALESCE(job_id, ''), start_ms);
+CREATE UNIQUE INDEX segments_key ON segments (cluster, node, COALESCE(job_id, ''), start_ms, COALESCE(split, ''));
 CREATE INDEX segments_time ON segments (start_ms, node);
 CREATE INDEX segments_job ON segments (cluster, job_id);
 

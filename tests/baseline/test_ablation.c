@@ -295,6 +295,22 @@ static void cuts_and_rerun(const char *which) {
   cr_assert_eq(per_node[0], 2);
   cr_assert_eq(per_node[1], 4);
   free(ids);
+  // The cuts feed the cluster library like prep's segments (all of kind job).
+  ns_clib_params p = c2_params();
+  p.k_min = 1;
+  p.k_max = 2;
+  ns_seg_filter f = NS_SEG_FILTER_ALL;
+  f.cluster = cl;
+  f.split = "train-c3";
+  ns_clib *lib = NULL;
+  cr_assert_eq(ns_clib_build_store(st, &f, &p, NULL, NULL, &lib), NS_OK, "%s", ns_err_detail());
+  size_t tot = 0;
+  for (size_t c = 0; c < lib->n_clusters; c++) {
+    cr_assert_eq(lib->clusters[c].kind, NS_SEG_JOB);
+    tot += lib->clusters[c].size;
+  }
+  cr_assert_eq(tot, 6);
+  ns_clib_free(lib);
   // Re-run: replaced, not doubled.
   cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, "train-c3", &n), NS_OK, "%s", ns_err_detail());
   cr_assert_eq(n, 6);
@@ -315,6 +331,13 @@ static void cuts_and_rerun(const char *which) {
   cr_assert_eq(ns_c3_equal_cuts(st, cl, NULL, 0, 0, 60 * IV, "train-c3", &n), NS_OK, "%s", ns_err_detail());
   cr_assert_eq(n, 10);
   cr_assert_eq(count_split(st, "train", &ids), 4, "sources untouched");
+  free(ids);
+  // The same pieces into a second split would give two rows one name: refused, nothing lost.
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, "other-c3", &n), NS_ERR_EXISTS);
+  cr_assert(strstr(ns_err_detail(), "c3-cn1-0"), "%s", ns_err_detail());
+  cr_assert_eq(count_split(st, "other-c3", &ids), 0);
+  free(ids);
+  cr_assert_eq(count_split(st, "train-c3", &ids), 10);
   free(ids);
   close_which(st);
 }

@@ -259,9 +259,16 @@ STORE_TEST(segment_put_is_idempotent) {
   cr_assert_eq(count_rows(s, "segments"), 1);
   /* Same key inside a transaction too. */
   cr_assert_eq(ns_store_begin(s), NS_OK);
-  cr_assert_eq(ns_store_put_segment(s, g, "test", &d), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(ns_store_put_segment(s, g, NULL, &d), NS_OK, "%s", ns_err_detail());
   cr_assert_eq(ns_store_commit(s), NS_OK, "%s", ns_err_detail());
   cr_assert_eq(a, d);
+  /* The split is part of the key: a derived copy of the window coexists. */
+  int64_t d2 = 0, d3 = 0;
+  cr_assert_eq(ns_store_put_segment(s, g, "test", &d2), NS_OK, "%s", ns_err_detail());
+  cr_assert_neq(d2, a);
+  cr_assert_eq(ns_store_put_segment(s, g, "test", &d3), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(d2, d3);
+  cr_assert_eq(ns_store_delete_segment(s, d2), NS_OK);
   /* Idle at the same start is a different key; so is another start. */
   ns_segment *idle = make_seg("cn002", NULL, 1000000, 5, false);
   cr_assert_eq(ns_store_put_segment(s, idle, NULL, &e), NS_OK);
