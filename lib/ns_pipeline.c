@@ -128,7 +128,7 @@ static double percentile(const float *err, const size_t *idx, size_t n, double p
   if (!n) return NAN;
   float *v = malloc(n * sizeof *v);
   if (!v) return NAN;
-  for (size_t i = 0; i < n; i++) v[i] = err[idx[i]];
+  for (size_t i = 0; i < n; i++) v[i] = err[idx ? idx[i] : i];
   qsort(v, n, sizeof *v, cmp_float);
   double pos = pct / 100.0 * (double)(n - 1);
   size_t i = (size_t)pos;

@@ -5,6 +5,8 @@
 # state lives in a temp dir, and every process is stopped by its recorded PID.
 #
 #   tests/e2e/run-e2e.sh [BUILD_DIR]      (default $NS_BUILD_ROOT, then ./build)
+#   NSENTRY_E2E_TRAIN=1   first train a model library on 8 normal jobs of this node
+#   NSENTRY_E2E_KEEP=1    keep the logs in /tmp/nse.*/log
 #
 # Prints "ok - ..." / "not ok - ..." per check, "pending - ..." for checks that
 # need a trained model library (detection area), and "N passed, N failed" last.
@@ -97,6 +99,17 @@ munge_socket = $MUNGE_SOCK
 epilog_timeout = 5s
 epilog_source = ${1:-spool}
 prometheus_url = ${2:-http://127.0.0.1:19090}
+# short jobs at 1 s: preprocessing and model sized for them (NSENTRY_E2E_TRAIN=1)
+prep_interval = 1s
+prep_max_gap = 5s
+prep_min_segment = 8s
+match_len = 20s
+model_window = 8
+model_batch = 8
+model_epochs = 15
+clust_k_max = 3
+detect_window = 60s
+detect_level_min_duration = 2s
 EOF
 }
 write_conf spool
@@ -154,10 +167,29 @@ marks_match_sacct() { # start/end marks within 1 s of sacct Start/End
 }
 verdict_of() { sacct -j "$1" -X -n -P -o AdminComment | head -n1; }
 
-# ---- 1. a normal job, an injected job (CPU hog beside the workload), a skipped job
-J1=$(submit --nsentry-tag=e2e-normal --wrap 'sleep 6')
+# ---- 0. optional: train a model library on this node's own normal jobs (about 4 min).
+# Off by default until training on ingested segments gives usable verdicts
+# (detection area); the verdict checks below run whenever nsentryd has a library.
+LEN=6
+if [ -n "${NSENTRY_E2E_TRAIN:-}" ]; then
+  LEN=22
+  for i in 1 2 3 4 5 6 7 8; do T=$(submit --wrap "sleep $((20 + i % 3 * 2))"); wait_done "$T"; has_segment "$T" || true; done
+  # The shipped segments become raw telemetry, preprocessing is fitted on
+  # them, and the library is trained on the resulting job segments.
+  if "$B/service/nsentry" -c "$LAB/nsentry.conf" prep --from-ingest --cluster lab >"$LAB/log/train.log" 2>&1 &&
+     "$B/service/nsentry" -c "$LAB/nsentry.conf" train --cluster lab >>"$LAB/log/train.log" 2>&1; then
+    kill -HUP "$NSD"
+    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" | grep -q '"library":[[:space:]]*"' && break; sleep 0.1; done
+    ok "trained a model library on 8 normal jobs"
+  else
+    nok "training a model library (see $LAB/log/train.log)"
+  fi
+fi
+
+# ---- 1. a normal job, an injected job (CPU and memory hog beside the workload), a skipped job
+J1=$(submit --nsentry-tag=e2e-normal --wrap "sleep $LEN")
 wait_done "$J1"
-J2=$(submit --nsentry-tag=e2e-hog --wrap 'stress-ng --cpu 0 --vm 1 --vm-bytes 25% --timeout 6s --quiet & sleep 6; wait')
+J2=$(submit --nsentry-tag=e2e-hog --wrap "stress-ng --cpu 0 --vm 1 --vm-bytes 25% --timeout ${LEN}s --quiet & sleep $LEN; wait")
 wait_done "$J2"
 J3=$(submit --nsentry-skip --wrap 'sleep 2')
 wait_done "$J3"
@@ -188,7 +220,7 @@ fi
 
 # ---- 2. service down at job end: the segment is spooled, then delivered after restart
 stop_nsentryd
-J4=$(submit --wrap 'sleep 3')
+J4=$(submit --wrap "sleep $LEN")
 wait_done "$J4"
 queued() { compgen -G "$NS/outbox/*-lab.$1.localhost.json" >/dev/null; }
 for _ in $(seq 100); do queued "$J4" && break; sleep 0.1; done
