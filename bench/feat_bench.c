@@ -1,6 +1,7 @@
 /* Feature extraction speed: one segment of T rows x 138 metrics through
  * ns_feat_segment (134 TSFEL features per metric + row z-score), fs = 100.
- * Prints the median and best of R runs for 1 and 2 threads.
+ * Prints the median and best of R runs for 1 and 2 threads, then a batch of
+ * 16 segments (lengths 1000..1105) through ns_feat_segments.
  *   feat_bench [reps [T]]    (default 30 runs; T = only that length) */
 #include <math.h>
 #include <stdio.h>
@@ -90,6 +91,31 @@ static void run(size_t T, size_t M, int threads, int reps) {
   ns_segment_free(s);
 }
 
+/* Offline stage: nseg whole segments through ns_feat_segments (one pool). */
+static void run_batch(size_t nseg, size_t T, size_t M, int threads, int reps) {
+  ns_segment **segs = calloc(nseg, sizeof *segs);
+  float **out = calloc(nseg, sizeof *out);
+  for (size_t i = 0; i < nseg; i++)
+    if (!(segs[i] = make_segment(T + 7 * i, M))) exit(1);
+  double *ms = malloc(reps * sizeof *ms), *cpu = malloc(reps * sizeof *cpu);
+  for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+    double t0 = now_ms(), c0 = cpu_ms();
+    ns_status st = ns_feat_segments((const ns_segment *const *)segs, nseg, 100, threads, out);
+    if (r >= 0) ms[r] = now_ms() - t0, cpu[r] = cpu_ms() - c0;
+    if (st) {
+      fprintf(stderr, "feat_bench: %s\n", ns_err_message(st));
+      exit(1);
+    }
+    for (size_t i = 0; i < nseg; i++) free(out[i]);
+  }
+  qsort(ms, reps, sizeof *ms, cmp_d);
+  qsort(cpu, reps, sizeof *cpu, cmp_d);
+  printf("batch %zu segments of ~%zux%zu threads=%d: wall median %.1f ms, best %.1f ms; cpu median %.1f ms\n", nseg,
+         T, M, threads, ms[reps / 2], ms[0], cpu[reps / 2]);
+  for (size_t i = 0; i < nseg; i++) ns_segment_free(segs[i]);
+  free(segs), free(out), free(ms), free(cpu);
+}
+
 int main(int argc, char **argv) {
   int reps = argc > 1 ? atoi(argv[1]) : 30;
   if (reps < 1) reps = 1;
@@ -98,6 +124,8 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < 2; i++)
     if (!only || only == Ts[i])
     for (int th = 1; th <= 2; th++) run(Ts[i], 138, th, reps);
+  if (!only)
+    for (int th = 1; th <= 2; th++) run_batch(16, 1000, 138, th, reps / 5 > 3 ? reps / 5 : 3);
   ns_feat_cleanup();
   return 0;
 }

@@ -184,8 +184,9 @@ void lbl_segview_clear(lbl_segview *v) {
   memset(v, 0, sizeof *v);
 }
 
-/* Intervals from a verdict's details JSON:
- * {"threshold": x, "intervals": [{"start_ms", "end_ms", "score_max", "top": [{"metric", "direction"}]}]} */
+/* Intervals from a verdict's details JSON (ns_node_verdict_json):
+ * {"threshold": x, "intervals": [{"start_ms", "end_ms", "score_max",
+ *  "top_metrics": [{"metric", "direction": "above"|"below"}]}]} */
 static ns_status parse_details(const char *json, lbl_segview *v) {
   cJSON *root = json ? cJSON_Parse(json) : NULL;
   if (!root) return NS_OK;  /* no details: nothing to highlight */
@@ -198,7 +199,8 @@ static ns_status parse_details(const char *json, lbl_segview *v) {
   for (int i = 0; !st && i < n; i++) {
     cJSON *it = cJSON_GetArrayItem(ivs, i);
     cJSON *a = cJSON_GetObjectItemCaseSensitive(it, "start_ms"), *b = cJSON_GetObjectItemCaseSensitive(it, "end_ms"),
-          *s = cJSON_GetObjectItemCaseSensitive(it, "score_max"), *top = cJSON_GetObjectItemCaseSensitive(it, "top");
+          *s = cJSON_GetObjectItemCaseSensitive(it, "score_max"),
+          *top = cJSON_GetObjectItemCaseSensitive(it, "top_metrics");
     if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b)) continue;
     lbl_interval *iv = &v->iv[v->niv++];
     iv->start_ms = (int64_t)a->valuedouble;
@@ -210,7 +212,7 @@ static ns_status parse_details(const char *json, lbl_segview *v) {
             *dir = cJSON_GetObjectItemCaseSensitive(t, "direction");
       if (!cJSON_IsString(m) || off >= sizeof iv->top - 1) continue;
       off += (size_t)snprintf(iv->top + off, sizeof iv->top - off, "%s%s%s", k ? ", " : "", m->valuestring,
-                              cJSON_IsNumber(dir) ? (dir->valuedouble < 0 ? "-" : "+") : "");
+                              cJSON_IsString(dir) ? (strcmp(dir->valuestring, "below") == 0 ? "-" : "+") : "");
     }
   }
   cJSON_Delete(root);

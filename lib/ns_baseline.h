@@ -17,9 +17,11 @@
  * switched to one thread) and bit-for-bit deterministic for a seed. */
 #ifndef NS_BASELINE_H
 #define NS_BASELINE_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "ns_api.h"
+#include "ns_config.h"
 #include "ns_model.h"
 #include "ns_status.h"
 #include "ns_store.h"
@@ -43,6 +45,9 @@ typedef struct ns_baseline_opts {
   double min_sigma;  /* z-score: sigma floor for (near-)constant metrics (default 1e-3) */
 } ns_baseline_opts;
 NS_API void ns_baseline_opts_default(ns_baseline_opts *o);
+/* Defaults overridden by the `ablation` section of cfg (baseline_ae_*,
+ * baseline_min_sigma; seed = ablation_seed). */
+NS_API ns_status ns_baseline_opts_from_config(const ns_config *cfg, ns_baseline_opts *o);
 
 typedef struct ns_baseline ns_baseline;
 
@@ -87,6 +92,10 @@ NS_API ns_status ns_baseline_save(const ns_baseline *b, void **buf, size_t *n);
 NS_API ns_status ns_baseline_load(const void *buf, size_t n, const char *const *expect_names, size_t n_expect,
                                   ns_baseline **out);
 
+/* True when buf starts with the baseline magic (tells a baseline blob from an
+ * ns_model blob, "NSMODEL\0", in a models row). */
+NS_API bool ns_baseline_blob_is(const void *buf, size_t n);
+
 /* AE internals for tests: parameter count and vector (W1 h x M, b1, W2 b x h,
  * b2, W3 h x b, b3, W4 M x h, b4), and the training loss of the n points x
  * (n x M, weight 1 each) with its gradient (n_params floats, may be NULL).
@@ -107,7 +116,8 @@ NS_API ns_status ns_baseline_ae_loss(const ns_baseline *b, const float *x, size_
  * of out_split in the range are deleted first, in the same transaction, so a
  * re-run replaces them. *n_out: pieces stored. Errors: no source segments
  * (NS_ERR_EMPTY), cut shorter than 2 rows (NS_ERR_RANGE), out_split equal to
- * src_split (NS_ERR_INVAL). */
+ * src_split (NS_ERR_INVAL), a piece whose job id and start already exist
+ * in another split (NS_ERR_EXISTS; the store keys segments without split). */
 NS_API ns_status ns_c3_equal_cuts(ns_store *st, const char *cluster, const char *src_split, int64_t from_ms,
                                   int64_t to_ms, int64_t cut_ms, const char *out_split, size_t *n_out);
 

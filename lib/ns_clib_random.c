@@ -79,7 +79,8 @@ static ns_status fill_cluster(const ns_featset *fs, const size_t *rows, size_t s
       lo = dv[r] < lo ? dv[r] : lo, hi = dv[r] > hi ? dv[r] : hi;
     }
   }
-  for (size_t r = 0; r < c->n_rep; r++) c->rep_weight[r] = hi > lo ? (float)(1.0 - 0.9 * (dv[r] - lo) / (hi - lo)) : 1.0f;
+  for (size_t r = 0; r < c->n_rep; r++)
+    c->rep_weight[r] = hi > lo ? (float)(1.0 - 0.9 * (dv[r] - lo) / (hi - lo)) : 1.0f;
 done:
   free(tmp), free(c0), free(di), free(rep_rows), free(dv);
   return st;

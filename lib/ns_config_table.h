@@ -80,6 +80,15 @@
   X(detect, train_min_windows, INT, "512", 0, 1000000, "",                                            \
     "A cluster whose representatives give fewer training windows is given its next-nearest members too.") \
   X(detect, train_max_series, INT, "200", 1, 100000, "", "Most member segments one cluster's model trains on.") \
+  /* ---- ablations and baselines (docs/ablations.md) ---- */                                      \
+  X(ablation, ablation_seed, INT, "42", 0, 2147483647, "", "Seed of the C2 random grouping and of the autoencoder baseline.") \
+  X(ablation, ablation_cut, DURATION, "1h", 60000, 604800000, "", "C3: length of the equal-length cuts of each node's timeline.") \
+  X(ablation, baseline_ae_hidden, INT, "64", 1, 65536, "", "Autoencoder baseline: hidden layer width (h).") \
+  X(ablation, baseline_ae_bottleneck, INT, "16", 1, 65536, "", "Autoencoder baseline: bottleneck width (b).") \
+  X(ablation, baseline_ae_epochs, INT, "20", 1, 100000, "", "Autoencoder baseline: passes over the training points.") \
+  X(ablation, baseline_ae_batch, INT, "256", 1, 1000000, "", "Autoencoder baseline: points per minibatch.") \
+  X(ablation, baseline_ae_lr, DOUBLE, "1e-3", 1e-7, 1, "", "Autoencoder baseline: Adam learning rate.") \
+  X(ablation, baseline_min_sigma, DOUBLE, "1e-3", 1e-9, 1000, "", "z-score baseline: floor on a metric's sigma.") \
   /* ---- service (nsentryd) ---- */                                                               \
   X(service, listen_addr, STRING, "127.0.0.1", 0, 0, "", "Address nsentryd listens on.")           \
   X(service, listen_port, INT, "8470", 1, 65535, "", "TCP port nsentryd listens on.")              \
@@ -108,7 +117,7 @@
     "PromQL label matchers selecting one node's series; $node is replaced by the node name.")      \
   X(node, prometheus_queries, STRING, "", 0, 0, "",                                                 \
     "File of 'metric = PromQL' lines ($sel = selector, $rate = rate window); empty = built-in node_exporter set.") \
-  X(node, munge_socket, STRING, "", 0, 0, "", "MUNGE socket for the epilog's credential; empty = the libmunge default.") \
+  X(node, munge_socket, STRING, "", 0, 0, "", "MUNGE socket (epilog credentials, nsentryd, doctor); empty = the libmunge default.") \
   X(node, epilog_detach, BOOL, "no", 0, 1, "",                                                      \
     "Run as slurmd Epilog=: return to slurmd at once and ship in the background.")
 

@@ -371,18 +371,22 @@ ns_status ns_node_verdict_json(const ns_node_verdict *v, char **out) {
   cJSON_AddNumberToObject(root, "noise_floor", isfinite(v->noise_floor) ? v->noise_floor : 0);
   cJSON_AddNumberToObject(root, "points", (double)v->T);
   cJSON *arr = cJSON_AddArrayToObject(root, "intervals");
-  for (size_t i = 0; arr && i < v->n_intervals; i++) {
+  cJSON *all = cJSON_AddArrayToObject(root, "top_metrics"); /* every interval's, once each */
+  for (size_t i = 0; arr && all && i < v->n_intervals; i++) {
     const ns_interval *iv = &v->intervals[i];
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "start_ms", (double)iv->start_ms);
     cJSON_AddNumberToObject(o, "end_ms", (double)iv->end_ms);
-    cJSON_AddNumberToObject(o, "score_max", iv->score_max);
-    cJSON *top = cJSON_AddArrayToObject(o, "top");
+    cJSON_AddNumberToObject(o, "score_max", isfinite(iv->score_max) ? iv->score_max : 0);
+    cJSON *top = cJSON_AddArrayToObject(o, "top_metrics");
     for (int k = 0; top && k < iv->n_top; k++) {
       cJSON *t = cJSON_CreateObject();
       cJSON_AddStringToObject(t, "metric", iv->top_metric[k]);
-      cJSON_AddNumberToObject(t, "direction", iv->top_direction[k]);
+      cJSON_AddStringToObject(t, "direction", iv->top_direction[k] > 0 ? "above" : "below");
       cJSON_AddItemToArray(top, t);
+      bool seen = false;
+      for (cJSON *x = all->child; x && !seen; x = x->next) seen = strcmp(x->valuestring, iv->top_metric[k]) == 0;
+      if (!seen) cJSON_AddItemToArray(all, cJSON_CreateString(iv->top_metric[k]));
     }
     cJSON_AddItemToArray(arr, o);
   }

@@ -64,8 +64,9 @@ NS_API ns_status ns_detect_prepped(const ns_library *lib, const ns_segment *seg,
                                    ns_node_verdict **out);
 NS_API void ns_node_verdict_free(ns_node_verdict *v);
 /* {"scored","anomalous","new_pattern","score_max","score_mean","cluster","match_distance",
- *  "model","threshold","noise_floor","intervals":[{"start_ms","end_ms","score_max","top":[{"metric","direction"}]}]}
- * malloc'ed. */
+ *  "model","threshold","noise_floor","points",
+ *  "intervals":[{"start_ms","end_ms","score_max","top_metrics":[{"metric","direction":"above"|"below"}]}],
+ *  "top_metrics":[names]}  (the `details` of a verdict in the DB and the HTTP API). malloc'ed. */
 NS_API ns_status ns_node_verdict_json(const ns_node_verdict *v, char **out);
 /* Upsert the verdicts row of (cluster, job_id, node) with details and
  * per-point scores. */

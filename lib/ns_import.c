@@ -598,6 +598,9 @@ static ns_status read_wide(const char *path, const char *node, const ns_import_o
   int warned = 0;
   ns_status st = ns_csv_open(path, ',', &r);
   if (st) return st;
+  int64_t total_bytes = 0;
+  struct stat sb;
+  if (o.progress && stat(path, &sb) == 0) total_bytes = (int64_t)sb.st_size;
   if ((st = ns_csv_next(r, &got))) goto done;
   if (!got) {
     st = ns_errorf(NS_ERR_EMPTY, "%s: empty file (no header)", path);
@@ -709,6 +712,7 @@ static ns_status read_wide(const char *path, const char *node, const ns_import_o
     last_line = line;
     missing += row_missing;
     rows++;
+    if (o.progress && (rows & 0xffff) == 0) o.progress(o.progress_ctx, ns_csv_offset(r), total_bytes);
     if (sink && (int64_t)(m->T * M) >= budget) {
       ns_mts *piece = m;
       m = NULL;
@@ -727,6 +731,7 @@ static ns_status read_wide(const char *path, const char *node, const ns_import_o
     if ((st = sink(ctx, piece))) goto done;
   }
   if (interval_ms) *interval_ms = step;
+  if (o.progress) o.progress(o.progress_ctx, ns_csv_offset(r), total_bytes);
   rep->files++;
   rep->rows += rows;
   rep->points += rows * (int64_t)M;
@@ -1041,6 +1046,7 @@ typedef struct {
   ns_csv *r;
   bool pending_first;    /* alt-header file: the current record is data */
   char *where;           /* name for messages after a seek, else NULL */
+  int64_t closed_bytes;  /* input bytes of the files already finished (for progress) */
   bool eof;
   int64_t mark;          /* latest time read */
   double *row;
@@ -1165,6 +1171,7 @@ static ns_status ldms_open_next(ldms_run *R, lstream *st) {
   return NS_OK;
 skip:
   R->rep->files++;
+  st->closed_bytes += ns_csv_offset(st->r);
   ns_csv_close(st->r);
   st->r = NULL;
   st->fi++;
@@ -1211,6 +1218,7 @@ static ns_status ldms_read_row(ldms_run *R, lstream *st) {
     } else {
       if ((s = ns_csv_next(r, &got))) return s;
       if (!got) {
+        st->closed_bytes += ns_csv_offset(r);
         ns_csv_close(r);
         st->r = NULL;
         st->fi++;
@@ -1536,6 +1544,11 @@ ns_status ns_import_ldms_stream(char *const *paths, size_t npaths, const ns_impo
     sm->mark = INT64_MIN;
     i = j;
   }
+  int64_t total_bytes = 0;
+  for (size_t i = 0; o.progress && i < nfiles; i++) {
+    struct stat sb;
+    if (stat(files[i], &sb) == 0) total_bytes += (int64_t)sb.st_size;
+  }
   for (size_t k = 0; k < R.nst; k++)
     if ((st = ldms_read_until(&R, &R.st[k], INT64_MIN))) goto done;
   int64_t B = INT64_MAX;
@@ -1553,6 +1566,11 @@ ns_status ns_import_ldms_stream(char *const *paths, size_t npaths, const ns_impo
       if ((st = ldms_emit(&R, p, B))) goto done;
     if (all_eof || R.buffered > budget_values)
       if ((st = ldms_flush(&R, sink, ctx))) goto done;
+    if (o.progress) {
+      int64_t done_bytes = 0;
+      for (size_t k = 0; k < R.nst; k++) done_bytes += R.st[k].closed_bytes + (R.st[k].r ? ns_csv_offset(R.st[k].r) : 0);
+      o.progress(o.progress_ctx, done_bytes, total_bytes);
+    }
     if (all_eof) break;
     int64_t lo = INT64_MAX;
     for (size_t k = 0; k < R.nst; k++)
@@ -1769,8 +1787,9 @@ static bool ends_with(const char *s, const char *suf) {
 static ns_status put_label_runs(ns_store *s, const ns_segment *seg, const char *file, ns_import_report *rep) {
   ns_label *have = NULL;
   size_t nh = 0;
-  /* Open bounds, filtered here: one query per segment. */
-  ns_status st = ns_store_list_labels(s, seg->cluster, seg->node, 0, 0, &have, &nh);
+  /* One query per segment: the labels overlapping it. */
+  int64_t end_ms = seg->start_ms + (int64_t)(seg->T ? seg->T - 1 : 0) * seg->interval_ms;
+  ns_status st = ns_store_list_labels(s, seg->cluster, seg->node, seg->start_ms, end_ms, &have, &nh);
   size_t t = 0;
   while (!st && t < seg->T) {
     size_t e = t;
@@ -1816,7 +1835,47 @@ typedef struct {
   size_t *jnn;
   char **seen;        /* nodes with segments */
   size_t nseen, seencap;
+  int64_t bytes_done, bytes_total; /* progress over the whole folder */
 } nsdir;
+
+/* Per-file progress -> progress over the folder. */
+static void nsdir_progress(void *ctx, int64_t done, int64_t total) {
+  nsdir *d = ctx;
+  (void)total;
+  d->opts->progress(d->opts->progress_ctx, d->bytes_done + done, d->bytes_total);
+}
+
+/* Input bytes of the folder's *.csv files (for progress). */
+static int64_t nsdir_bytes(const char *train, const char *test) {
+  int64_t total = 0;
+  char **a = NULL, **b = NULL;
+  size_t na = 0, nb = 0;
+  struct stat sb;
+  if (list_dir(train, true, &a, &na) == NS_OK)
+    for (size_t i = 0; i < na; i++) {
+      char *sub = path_join(train, a[i]);
+      if (sub && list_dir(sub, false, &b, &nb) == NS_OK) {
+        for (size_t k = 0; k < nb; k++) {
+          char *f = path_join(sub, b[k]);
+          if (f && stat(f, &sb) == 0) total += (int64_t)sb.st_size;
+          free(f);
+        }
+        ns_hostlist_free(b, nb);
+      }
+      free(sub);
+    }
+  ns_hostlist_free(a, na);
+  if (list_dir(test, false, &b, &nb) == NS_OK) {
+    for (size_t k = 0; k < nb; k++) {
+      char *f = path_join(test, b[k]);
+      if (f && stat(f, &sb) == 0) total += (int64_t)sb.st_size;
+      free(f);
+    }
+    ns_hostlist_free(b, nb);
+  }
+  ns_err_clear();
+  return total;
+}
 
 static ns_status import_ns_file(nsdir *d, const char *path, const char *fname, const char *node, const char *jobpart,
                                 const char *split) {
@@ -1828,7 +1887,11 @@ static ns_status import_ns_file(nsdir *d, const char *path, const char *fname, c
     return ns_errorf(NS_ERR_NOTFOUND, "%s: node '%s' is not in job %s's node list '%s'", path, node,
                      d->jobs[j].job_id, d->jobs[j].nodelist);
   ns_segment *seg = NULL;
-  ns_status st = ns_nodesentry_read_segment(path, d->cluster, node, d->jobs[j].job_id, d->opts, &seg, d->rep);
+  ns_import_opts o = d->opts ? *d->opts : NS_IMPORT_OPTS_DEFAULT;
+  if (o.progress) o.progress = nsdir_progress, o.progress_ctx = d;
+  ns_status st = ns_nodesentry_read_segment(path, d->cluster, node, d->jobs[j].job_id, &o, &seg, d->rep);
+  struct stat sb;
+  if (stat(path, &sb) == 0) d->bytes_done += (int64_t)sb.st_size;
   if (st) return st;
   int64_t id;
   if (!(st = ns_store_put_segment(d->s, seg, split, &id)) && seg->labels) st = put_label_runs(d->s, seg, fname, d->rep);
@@ -1879,6 +1942,7 @@ ns_status ns_import_nodesentry(const char *dir, ns_store *s, const char *cluster
     if ((st = ns_hostlist_expand(jobs[i].nodelist, &jnodes[i], &jnn[i]))) goto done;
   d = (nsdir){.s = s, .cluster = cluster, .opts = opts, .rep = rep, .jobs = jobs, .njobs = njobs, .jnodes = jnodes,
               .jnn = jnn};
+  if (opts && opts->progress) d.bytes_total = nsdir_bytes(train, test);
   if ((st = ns_store_begin(s))) goto done;
   in_tx = true;
   for (size_t i = 0; i < njobs; i++)

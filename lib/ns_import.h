@@ -71,8 +71,12 @@ typedef struct ns_import_opts {
   bool allow_unknown_nodes;    /* sacct: keep jobs on unknown nodes (warning) instead of failing */
   const char *only_node;       /* LDMS: keep only this producer (NULL = all) */
   int64_t from_ms, to_ms;      /* LDMS: keep only rows in [from, to] (0 = open) */
+  /* Called now and then with input bytes read so far and the total (LDMS,
+   * wide CSV, NodeSentry folders); NULL = none. */
+  void (*progress)(void *ctx, int64_t done_bytes, int64_t total_bytes);
+  void *progress_ctx;
 } ns_import_opts;
-#define NS_IMPORT_OPTS_DEFAULT ((ns_import_opts){NULL, -1, false, NULL, 0, false, NULL, 0, 0})
+#define NS_IMPORT_OPTS_DEFAULT ((ns_import_opts){.join_window_ms = -1})
 
 /* ---- Slurm job lists ---- */
 

@@ -1562,15 +1562,17 @@ static ns_status delete_cluster_segments(ns_store *s, const char *cluster, size_
       int64_t *part = NULL;
       size_t np = 0;
       if ((st = ns_store_list_segments(s, &f, &part, &np))) break;
-      int64_t *grown = np ? realloc(ids, (n + np) * sizeof *grown) : ids;
-      if (!grown) {
-        free(part);
-        st = NS_ERR_NOMEM;
-        break;
+      if (np) {
+        int64_t *grown = realloc(ids, (n + np) * sizeof *grown);
+        if (!grown) {
+          free(part);
+          st = NS_ERR_NOMEM;
+          break;
+        }
+        ids = grown;
+        memcpy(ids + n, part, np * sizeof *part);
+        n += np;
       }
-      ids = grown;
-      if (np) memcpy(ids + n, part, np * sizeof *part);
-      n += np;
       free(part);
     }
   ns_strings_free(nodes, nn);

@@ -882,6 +882,21 @@ static ns_status put_artifact_impl(ns_store *s, const char *kind, const char *na
     ns_db_stmt *q;
     bool row = false;
     int64_t ver = 0;
+    /* PostgreSQL: serialise writers of one (kind, name) so they do not race
+     * for the same next version (SQLite's write lock already does). */
+    if (ns_db_kind_of(s->db) == NS_DB_POSTGRES) {
+      ns_db_stmt *lk = NULL;
+      bool r2;
+      st = ns_db_prepare(s->db, "SELECT pg_advisory_xact_lock(hashtext(CAST(?1 AS TEXT) || '/' || CAST(?2 AS TEXT)))", &lk);
+      if (!st) st = ns_db_bind_text(lk, 1, kind);
+      if (!st) st = ns_db_bind_text(lk, 2, name);
+      if (!st) st = ns_db_step(lk, &r2);
+      ns_db_finalize(lk);
+      if (st) {
+        ns_db_rollback(s->db);
+        return st;
+      }
+    }
     if (!(st = q_get(s, Q_ART_PUT, &q)) && !(st = ns_db_bind_text(q, 1, kind)) && !(st = ns_db_bind_text(q, 2, name)) &&
         !(st = ns_db_bind_int64(q, 3, now_ms())) && !(st = ns_db_bind_blob(q, 4, data, n)) &&
         !(st = ns_db_step(q, &row))) {

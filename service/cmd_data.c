@@ -18,6 +18,23 @@ static const char *import_usage =
     "Each import is one transaction: on any error nothing is stored. Repairs are\n"
     "listed in docs/import.md; the summary line counts them.\n";
 
+/* Progress bar on a TTY (input bytes read). */
+typedef struct {
+  ns_progress bar;
+  const char *label;
+  bool started;
+} import_progress;
+
+static void on_progress(void *ctx, int64_t done, int64_t total) {
+  import_progress *p = ctx;
+  if (!p->started) {
+    ns_progress_start(&p->bar, p->label, total);
+    p->started = true;
+  }
+  p->bar.total = total;
+  ns_progress_update(&p->bar, done, "bytes");
+}
+
 int cmd_import(int argc, char **argv, ns_config *cfg) {
   static const struct option opts[] = {{"cluster", required_argument, 0, 'c'},
                                        {"node", required_argument, 0, 'n'},
@@ -85,6 +102,9 @@ int cmd_import(int argc, char **argv, ns_config *cfg) {
   ns_status st;
   char what[64];
   snprintf(what, sizeof what, "import %s", kind);
+  import_progress prog = {.label = what};
+  o.progress = on_progress;
+  o.progress_ctx = &prog;
   if (strcmp(kind, "nodesentry") == 0)
     st = ns_import_nodesentry(args[0], s, cluster, &o, &rep);
   else if (multi)
@@ -94,6 +114,7 @@ int cmd_import(int argc, char **argv, ns_config *cfg) {
   else
     st = ns_import_csv_store(s, args[0], node, cluster, &o, &rep);
   ns_store_close(s);
+  if (prog.started) ns_progress_finish(&prog.bar);
   ns_cli_check(st, what);
   char line[512];
   ns_import_report_format(&rep, line, sizeof line);
@@ -102,18 +123,20 @@ int cmd_import(int argc, char **argv, ns_config *cfg) {
 }
 
 static const char *segments_usage =
-    "usage: nsentry segments [--cluster NAME] [--node N] [--job J] [--split S] [--kind job|idle]\n"
+    "usage: nsentry segments [--cluster NAME] [--node N] [--job J] [--split S] [--kind job|idle] [--limit N]\n"
     "Lists stored segments: id, cluster, node, job, start and end (UTC), rows, metrics,\n"
-    "interval and anomalous (labelled) points.\n";
+    "interval and anomalous (labelled) points. The first --limit (default 200; 0 = all)\n"
+    "are printed, and the total is always counted.\n";
 
 int cmd_segments(int argc, char **argv, ns_config *cfg) {
   static const struct option opts[] = {{"cluster", required_argument, 0, 'c'}, {"node", required_argument, 0, 'n'},
                                        {"job", required_argument, 0, 'j'},     {"split", required_argument, 0, 's'},
-                                       {"kind", required_argument, 0, 'k'},    {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+                                       {"kind", required_argument, 0, 'k'},    {"limit", required_argument, 0, 'l'},
+                                       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   ns_seg_filter f = NS_SEG_FILTER_ALL;
+  long limit = 200;
   int c;
-  while ((c = getopt_long(argc, argv, "c:n:j:s:k:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "c:n:j:s:k:l:h", opts, NULL)) != -1) {
     switch (c) {
     case 'c': f.cluster = optarg; break;
     case 'n': f.node = optarg; break;
@@ -124,6 +147,12 @@ int cmd_segments(int argc, char **argv, ns_config *cfg) {
       else if (strcmp(optarg, "idle") == 0) f.kind = NS_SEG_IDLE;
       else ns_cli_die(2, "segments: --kind must be job or idle, not '%s'", optarg);
       break;
+    case 'l': {
+      char *e = NULL;
+      limit = strtol(optarg, &e, 10);
+      if (!*optarg || *e || limit < 0) ns_cli_die(2, "segments: --limit must be a number >= 0, not '%s'", optarg);
+      break;
+    }
     case 'h': fputs(segments_usage, stdout); return 0;
     default: fputs(segments_usage, stderr); return 2;
     }
@@ -144,7 +173,8 @@ int cmd_segments(int argc, char **argv, ns_config *cfg) {
   printf("%-8s %-12s %-14s %-12s %-24s %-24s %7s %5s %6s %5s\n", "id", "cluster", "node", "job", "start", "end",
          "rows", "M", "step_s", "anom");
   int64_t rows = 0;
-  for (size_t i = 0; i < n; i++) {
+  size_t shown = limit == 0 || (size_t)limit > n ? n : (size_t)limit;
+  for (size_t i = 0; i < shown; i++) {
     ns_segment *g = NULL;
     if ((st = ns_store_get_segment(s, ids[i], &g))) break;
     char a[40], b[40];
@@ -165,6 +195,10 @@ int cmd_segments(int argc, char **argv, ns_config *cfg) {
   free(ids);
   ns_store_close(s);
   ns_cli_check(st, "segments");
-  printf("%zu segments, %" PRId64 " rows\n", n, rows);
+  /* Each listed segment is loaded whole, so big listings are cut short. */
+  if (shown < n)
+    printf("%zu segments (%zu listed, %" PRId64 " rows in those; --limit 0 lists all)\n", n, shown, rows);
+  else
+    printf("%zu segments, %" PRId64 " rows\n", n, rows);
   return 0;
 }

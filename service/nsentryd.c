@@ -158,35 +158,6 @@ static void library_reload(ns_store *st) {
 
 /* ---------------------------------------------------------------- workers */
 
-static char *verdict_details(const ns_node_verdict *v) {
-  cJSON *o = cJSON_CreateObject(), *iv = cJSON_CreateArray(), *top = cJSON_CreateArray();
-  cJSON_AddItemToObject(o, "intervals", iv);
-  cJSON_AddItemToObject(o, "top_metrics", top);
-  cJSON_AddNumberToObject(o, "cluster", v->cluster);
-  if (isfinite(v->match_distance)) cJSON_AddNumberToObject(o, "match_distance", v->match_distance);
-  for (size_t i = 0; i < v->n_intervals; i++) {
-    const ns_interval *in = &v->intervals[i];
-    cJSON *j = cJSON_CreateObject(), *tm = cJSON_CreateArray();
-    cJSON_AddNumberToObject(j, "start_ms", (double)in->start_ms);
-    cJSON_AddNumberToObject(j, "end_ms", (double)in->end_ms);
-    cJSON_AddNumberToObject(j, "score_max", isfinite(in->score_max) ? in->score_max : 0);
-    for (int k = 0; k < in->n_top && k < NS_TOP_METRICS; k++) {
-      cJSON *t = cJSON_CreateObject();
-      cJSON_AddStringToObject(t, "metric", in->top_metric[k]);
-      cJSON_AddStringToObject(t, "direction", in->top_direction[k] > 0 ? "above" : "below");
-      cJSON_AddItemToArray(tm, t);
-      bool seen = false;
-      for (cJSON *x = top->child; x; x = x->next) seen |= strcmp(x->valuestring, in->top_metric[k]) == 0;
-      if (!seen) cJSON_AddItemToArray(top, cJSON_CreateString(in->top_metric[k]));
-    }
-    cJSON_AddItemToObject(j, "top_metrics", tm);
-    cJSON_AddItemToArray(iv, j);
-  }
-  char *s = cJSON_PrintUnformatted(o);
-  cJSON_Delete(o);
-  return s;
-}
-
 static void observe_latency(double sec) {
   atomic_fetch_add(&G.m.lat_count, 1);
   atomic_fetch_add(&G.m.lat_sum_us, (long long)(sec * 1e6));
@@ -198,7 +169,6 @@ static void observe_latency(double sec) {
 static void score_entry(ns_store *st, int64_t qid, int64_t seg_id, int attempts_hint) {
   ns_segment *seg = NULL;
   ns_node_verdict *v = NULL;
-  char *details = NULL;
   db_lock();
   ns_status rc = ns_store_get_segment(st, seg_id, &seg);
   db_unlock();
@@ -240,11 +210,17 @@ static void score_entry(ns_store *st, int64_t qid, int64_t seg_id, int attempts_
     goto done;
   }
   observe_latency(dt);
-  details = verdict_details(v);
+  if (!v->scored) {
+    /* Nothing long enough to score: record why, never a verdict. */
+    char why[300];
+    snprintf(why, sizeof why, "not scored: %s", v->note[0] ? v->note : "no scorable data");
+    db_lock();
+    svc_db_release(st, qid, why, 0, true);
+    db_unlock();
+    goto done;
+  }
   db_lock();
-  rc = svc_db_put_node_verdict(st, qid, seg_id, seg->cluster, seg->job_id, seg->node, v->anomalous, v->new_pattern,
-                               v->score_max, v->score_mean, v->model_version[0] ? v->model_version : model, details,
-                               svc_now_ms());
+  rc = svc_db_put_node_verdict(st, qid, seg_id, seg->cluster, seg->job_id, seg->node, v, model, svc_now_ms());
   db_unlock();
   if (rc) {
     count_db_error(rc);
@@ -253,7 +229,7 @@ static void score_entry(ns_store *st, int64_t qid, int64_t seg_id, int attempts_
     atomic_fetch_add(v->anomalous ? &G.m.node_anom : &G.m.node_norm, 1);
   }
 done:
-  free(details);
+
   ns_node_verdict_free(v);
   ns_segment_free(seg);
 }

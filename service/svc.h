@@ -9,6 +9,7 @@
 #include "ns_config.h"
 #include "ns_mts.h"
 #include "ns_status.h"
+#include "ns_detect.h"
 #include "ns_store.h"
 
 /* ---- svc_sha256.c ---- */
@@ -61,11 +62,12 @@ int svc_db_last_attempts(void);
 ns_status svc_db_release(ns_store *st, int64_t qid, const char *reason, int64_t retry_at_ms, bool failed);
 /* Mark pending entries with a reason (shown in job status) without claiming them. */
 ns_status svc_db_note_pending(ns_store *st, const char *reason);
-/* Record a node verdict (JSON detail) and mark the queue entry done, in one transaction. */
+/* Record a node verdict (ns_detect_store_verdict: details, per-point scores,
+ * threshold, matched cluster) and mark the queue entry done, in one
+ * transaction. `model` names the library when the verdict carries none. */
 ns_status svc_db_put_node_verdict(ns_store *st, int64_t qid, int64_t seg_id, const char *cluster,
-                                  const char *job_id, const char *node, bool anomalous, bool new_pattern,
-                                  double score_max, double score_mean, const char *model,
-                                  const char *detail_json, int64_t now_ms);
+                                  const char *job_id, const char *node, const ns_node_verdict *v,
+                                  const char *model, int64_t now_ms);
 /* Finalise every job that has all nodes scored, or whose grace expired with
  * all received nodes scored; queue the Slurm token when field != "none".
  * Returns how many jobs were finalised. */

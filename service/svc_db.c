@@ -15,6 +15,7 @@
 #include "ns_log.h"
 #include "ns_verdict.h"
 #include "svc.h"
+#include "ns_prep.h"
 
 int64_t svc_now_ms(void) {
   struct timespec ts;
@@ -78,6 +79,7 @@ ns_status svc_db_ingest(ns_store *s, const svc_ingest *in, int64_t now_ms, int64
   f.node = seg->node;
   f.job_id = seg->job_id;
   f.kind = NS_SEG_JOB;
+  f.split = NS_SPLIT_INGEST;
   int64_t *ids = NULL;
   size_t n = 0;
   if ((rc = ns_store_list_segments(s, &f, &ids, &n))) goto fail;
@@ -89,7 +91,7 @@ ns_status svc_db_ingest(ns_store *s, const svc_ingest *in, int64_t now_ms, int64
   }
   free(ids);
   if ((rc = ns_store_put_job(s, &in->job))) goto fail;
-  if ((rc = ns_store_put_segment(s, seg, NULL, seg_id))) goto fail;
+  if ((rc = ns_store_put_segment(s, seg, NS_SPLIT_INGEST, seg_id))) goto fail;
   int64_t ch = 0;
   if ((rc = run(db, &ch,
                 "INSERT INTO score_queue (cluster, job_id, node, segment_id, state, attempts, created_ms, updated_ms) "
@@ -163,8 +165,7 @@ ns_status svc_db_note_pending(ns_store *s, const char *reason) {
 }
 
 ns_status svc_db_put_node_verdict(ns_store *s, int64_t qid, int64_t seg_id, const char *cluster, const char *job_id,
-                                  const char *node, bool anomalous, bool new_pattern, double score_max,
-                                  double score_mean, const char *model, const char *detail_json, int64_t now_ms) {
+                                  const char *node, const ns_node_verdict *v, const char *model, int64_t now_ms) {
   ns_db *db = ns_store_db(s);
   ns_status rc = ns_store_begin(s);
   if (rc) return rc;
@@ -178,16 +179,9 @@ ns_status svc_db_put_node_verdict(ns_store *s, int64_t qid, int64_t seg_id, cons
     rc = ns_errorf(NS_ERR_STATE, "queue entry %lld is no longer leased by this worker", (long long)qid);
     goto fail;
   }
-  if ((rc = run(db, NULL,
-                "INSERT INTO verdicts (cluster, job_id, node, segment_id, anomalous, score_max, score_mean, "
-                "new_pattern, model_version, details, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
-                "ON CONFLICT (cluster, job_id, node) DO UPDATE SET segment_id = excluded.segment_id, "
-                "anomalous = excluded.anomalous, score_max = excluded.score_max, score_mean = excluded.score_mean, "
-                "new_pattern = excluded.new_pattern, model_version = excluded.model_version, "
-                "details = excluded.details, created_ms = excluded.created_ms",
-                "tttiidditti", cluster, job_id, node, seg_id, (int64_t)anomalous, score_max, score_mean,
-                (int64_t)new_pattern, model, detail_json, now_ms)))
-    goto fail;
+  ns_node_verdict named = *v;
+  if (!named.model_version[0] && model) snprintf(named.model_version, sizeof named.model_version, "%s", model);
+  if ((rc = ns_detect_store_verdict(s, cluster, job_id, node, seg_id, &named))) goto fail;
   return ns_store_commit(s);
 fail:
   ns_store_rollback(s);
@@ -199,11 +193,27 @@ typedef struct job_key {
   int64_t expected, reported;
 } job_key;
 
-/* Names of expected nodes that have no verdict, from the job's nodelist. */
-static char *missing_list(ns_store *s, const char *cluster, const char *job_id, char **have, size_t n_have) {
+/* Names of expected nodes that never reported, from the job's nodelist. */
+static char *missing_list(ns_store *s, const char *cluster, const char *job_id) {
   ns_job *job = NULL;
-  char *out = NULL;
+  char *out = NULL, **have = NULL;
+  size_t n_have = 0, cap_have = 0;
+  ns_db_stmt *q = NULL;
   if (ns_store_get_job(s, cluster, job_id, &job) != NS_OK || !job->nodelist || !*job->nodelist) goto done;
+  if (prep(ns_store_db(s), &q, "SELECT node FROM segments WHERE cluster = ?1 AND job_id = ?2", "tt", cluster,
+           job_id) != NS_OK)
+    goto done;
+  for (;;) {
+    bool row = false;
+    if (ns_db_step(q, &row) != NS_OK || !row) break;
+    if (n_have == cap_have) {
+      char **nh = realloc(have, (cap_have = cap_have ? cap_have * 2 : 16) * sizeof *nh);
+      if (!nh) goto done;
+      have = nh;
+    }
+    if (!(have[n_have] = strdup(ns_db_col_text(q, 0) ? ns_db_col_text(q, 0) : ""))) goto done;
+    n_have++;
+  }
   char **names = NULL;
   size_t n = 0;
   if (ns_hostlist_expand(job->nodelist, &names, &n) != NS_OK) goto done;
@@ -220,6 +230,9 @@ static char *missing_list(ns_store *s, const char *cluster, const char *job_id, 
   }
   ns_hostlist_free(names, n);
 done:
+  ns_db_finalize(q);
+  for (size_t i = 0; i < n_have; i++) free(have[i]);
+  free(have);
   if (job) ns_job_free(job);
   return out;
 }
@@ -271,9 +284,11 @@ static ns_status finalise_one(ns_store *s, const job_key *jk, int64_t now_ms, co
   }
   ns_db_finalize(st);
   st = NULL;
-  size_t expected = jk->expected > 0 ? (size_t)jk->expected : n;
-  size_t n_missing = expected > n ? expected - n : 0;
-  if (n_missing) missing = missing_list(s, jk->cluster, jk->job_id, nodes, n);
+  /* Missing = never reported; nodes whose scoring failed reported and are not missing. */
+  size_t reported = jk->reported > 0 ? (size_t)jk->reported : n;
+  size_t expected = jk->expected > 0 ? (size_t)jk->expected : reported;
+  size_t n_missing = expected > reported ? expected - reported : 0;
+  if (n_missing) missing = missing_list(s, jk->cluster, jk->job_id);
   if (n > 0) {
     ns_verdict_info vi = {na ? "anomalous" : "normal", score, (const char *const *)anodes, na, n_missing, model};
     if ((rc = ns_verdict_token(&vi, &token))) goto done;

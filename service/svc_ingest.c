@@ -394,7 +394,7 @@ ns_status svc_ingest_parse(const char *body, size_t n, const svc_limits *lim, sv
   size_t dn = fast ? n - (v1 - v0) + 4 : n;
   cJSON *root = cJSON_ParseWithLengthOpts(fast ? doc : body, dn, &end, 0);
   svc_ingest *in = NULL;
-  int64_t *ts = NULL;
+  int64_t *ts = NULL, ts0 = 0;
   ns_status st = NS_OK;
   if (!root) {
     size_t off = end && end >= (fast ? doc : body) ? (size_t)(end - (fast ? doc : body)) : 0;
@@ -499,21 +499,29 @@ ns_status svc_ingest_parse(const char *body, size_t n, const svc_limits *lim, sv
         goto done;
       }
     }
-    int64_t span = (ts[T0 - 1] - ts[0] + interval_ms / 2) / interval_ms;
-    T = (size_t)span + 1;
+    /* Nearest grid slot; a jittered row that lands on its predecessor's slot
+     * takes the next one, so rows keep their order and none is dropped. */
+    ts0 = ts[0];
+    int64_t prev = -1;
+    for (size_t i = 0; i < T0; i++) {
+      int64_t sl = (ts[i] - ts0 + interval_ms / 2) / interval_ms;
+      if (sl <= prev) sl = prev + 1;
+      ts[i] = prev = sl;
+    }
+    T = (size_t)prev + 1;
     if ((double)M * (double)T > (double)lim->max_points) {
       free(node);
       st = ns_errorf(NS_ERR_LIMIT, "timestamps span %zu intervals x %zu metrics, more than max_points (%lld)", T, M,
                      (long long)lim->max_points);
       goto done;
     }
-    start_ms = ts[0] < start_ms ? ts[0] : start_ms;
+    start_ms = ts0 < start_ms ? ts0 : start_ms;
   }
   if ((st = ns_segment_create(T, M, &in->seg))) {
     free(node);
     goto done;
   }
-  st = ns_segment_set_meta(in->seg, in->job.cluster, node, in->job.job_id, ts ? ts[0] : start_ms, interval_ms);
+  st = ns_segment_set_meta(in->seg, in->job.cluster, node, in->job.job_id, ts ? ts0 : start_ms, interval_ms);
   free(node);
   if (st) goto done;
   size_t m = 0;
@@ -539,14 +547,7 @@ ns_status svc_ingest_parse(const char *body, size_t n, const svc_limits *lim, sv
   if (fast) {
     for (r = 0; r < T0; r++) {
       size_t t = r;
-      if (ts) {
-        t = (size_t)((ts[r] - ts[0] + interval_ms / 2) / interval_ms);
-        if (r && t == (size_t)((ts[r - 1] - ts[0] + interval_ms / 2) / interval_ms)) {
-          st = ns_errorf(NS_ERR_INVAL, "timestamps_ms[%zu] and [%zu] fall in the same %lld ms interval", r - 1, r,
-                         (long long)interval_ms);
-          goto done;
-        }
-      }
+      if (ts) t = (size_t)ts[r];
       memcpy(x + t * M, xm + r * M, M * sizeof *x);
     }
   }
@@ -561,14 +562,7 @@ ns_status svc_ingest_parse(const char *body, size_t n, const svc_limits *lim, sv
       goto done;
     }
     size_t t = r;
-    if (ts) {
-      t = (size_t)((ts[r] - ts[0] + interval_ms / 2) / interval_ms);
-      if (r && t == (size_t)((ts[r - 1] - ts[0] + interval_ms / 2) / interval_ms)) {
-        st = ns_errorf(NS_ERR_INVAL, "timestamps_ms[%zu] and [%zu] fall in the same %lld ms interval", r - 1, r,
-                       (long long)interval_ms);
-        goto done;
-      }
-    }
+    if (ts) t = (size_t)ts[r];
     size_t k = 0;
     for (const cJSON *v = row->child; v; v = v->next, k++) {
       if (cJSON_IsNull(v)) {

@@ -27,6 +27,8 @@ expect "segments row" 0 " n2 +2 +2024-07-15T11:39:30Z +2024-07-15T11:40:30Z +5 +
   "$bin" --db "$db" segments --node n2
 expect "segments --job" 0 "^2 segments, 7 rows$" "$bin" --db "$db" segments --job 1
 expect "segments bad kind" 2 "--kind must be job or idle" "$bin" --db "$db" segments --kind foo
+expect "segments --limit" 0 "^3 segments \(1 listed, 4 rows in those; --limit 0 lists all\)$" "$bin" --db "$db" segments --limit 1
+expect "segments bad limit" 2 "--limit must be a number" "$bin" --db "$db" segments --limit x
 expect "sacct" 0 "jobs 7, .*repairs 3 \(skipped jobs 1, shared jobs 2\)" \
   "$bin" --db "$db" import sacct "$fx/sacct/basic.txt" --cluster lab --utc
 expect "ldms" 0 "rows 14, points 44, nodes 2, .*repairs 4 \(duplicate rows 1, truncated lines 1, repeated headers 1, missing values 1\)" \

@@ -104,6 +104,13 @@ static size_t count_labels(ns_store *s, const char *cluster, const char *node) {
   return n;
 }
 
+static void note_progress(void *ctx, int64_t done, int64_t total) {
+  int64_t *p = ctx;
+  cr_assert(done >= p[0] && done <= total);
+  p[0] = done;
+  p[1] = total;
+}
+
 /* A copy of the NodeSentry fixture to break in place. */
 static void copy_fixture(char *dir) {
   strcpy(dir, "/tmp/ns_nsdir_XXXXXX");
@@ -167,10 +174,15 @@ IMPORT_TEST(nodesentry_fixture) {
   cr_assert_eq(anomalous, 1);
   ns_labels_free(l, n);
 
-  /* Importing again changes nothing. */
+  /* Importing again changes nothing; progress covers the whole folder. */
   memset(&rep, 0, sizeof rep);
-  cr_assert_eq(ns_import_nodesentry(fx("nodesentry"), s, "ns", NULL, &rep), NS_OK, "%s", ns_err_detail());
+  int64_t pr[2] = {-1, -1};
+  ns_import_opts o = NS_IMPORT_OPTS_DEFAULT;
+  o.progress = note_progress;
+  o.progress_ctx = pr;
+  cr_assert_eq(ns_import_nodesentry(fx("nodesentry"), s, "ns", &o, &rep), NS_OK, "%s", ns_err_detail());
   cr_assert_eq(rep.labels, 0);
+  cr_assert(pr[1] > 0 && pr[0] == pr[1], "progress %lld of %lld", (long long)pr[0], (long long)pr[1]);
   cr_assert_eq(count_segments(s, NULL, NULL), 3);
   cr_assert_eq(count_labels(s, "ns", NULL), 3);
 }

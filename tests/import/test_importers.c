@@ -35,6 +35,7 @@ TestSuite(ldms, .init = init);
 TestSuite(csv_wide, .init = init);
 TestSuite(nodesentry, .init = init);
 TestSuite(rules, .init = init);
+TestSuite(report, .init = init);
 
 /* ---- sacct ---- */
 
@@ -735,6 +736,40 @@ Test(csv_wide, crlf_and_quotes) {
   cr_assert_str_eq(j[0].state, "RUNNING");
   free_jobs(j, n);
   rm_tmp_file(p);
+}
+
+typedef struct {
+  int calls;
+  int64_t last_done, total;
+} prog_log;
+
+static void log_progress(void *ctx, int64_t done, int64_t total) {
+  prog_log *l = ctx;
+  cr_assert(done >= l->last_done && done <= total, "%lld of %lld", (long long)done, (long long)total);
+  l->calls++;
+  l->last_done = done;
+  l->total = total;
+}
+
+Test(report, progress_callbacks) {
+  prog_log l = {0};
+  ns_import_opts o = NS_IMPORT_OPTS_DEFAULT;
+  o.progress = log_progress;
+  o.progress_ctx = &l;
+  char *paths[] = {(char *)fx("ldms/ok")};
+  ns_mts **v = NULL;
+  size_t n = 0;
+  ns_import_report rep = {0};
+  cr_assert_eq(ns_import_ldms(paths, 1, &o, &v, &n, &rep), NS_OK);
+  ns_import_mts_free(v, n);
+  cr_assert(l.calls >= 1);
+  cr_assert_eq(l.last_done, l.total); /* every byte read at the end */
+  memset(&l, 0, sizeof l);
+  ns_mts *m = NULL;
+  cr_assert_eq(ns_import_csv_wide(fx("csv/wide.csv"), "n", &o, &m, &rep), NS_OK);
+  ns_mts_free(m);
+  cr_assert_eq(l.last_done, l.total);
+  cr_assert(l.total > 100);
 }
 
 Test(report, format) {

@@ -107,7 +107,8 @@ int main(int argc, char **argv) {
   char details[512];
   snprintf(details, sizeof details,
            "{\"threshold\":2.0,\"intervals\":[{\"start_ms\":%lld,\"end_ms\":%lld,\"score_max\":6.7,"
-           "\"top\":[{\"metric\":\"cpu_user\",\"direction\":1},{\"metric\":\"load1\",\"direction\":-1}]}]}",
+           "\"top_metrics\":[{\"metric\":\"cpu_user\",\"direction\":\"above\"},"
+           "{\"metric\":\"load1\",\"direction\":\"below\"}]}]}",
            (long long)(T0 + 60 * IV), (long long)(T0 + 67 * IV));
   int64_t v1[] = {s1};
   exec_sql(s,

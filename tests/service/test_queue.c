@@ -84,9 +84,11 @@ static void score_all(ns_store *s, double score_for_anomalous_node_cn2) {
     ns_segment *g = NULL;
     cr_assert_eq(ns_store_get_segment(s, seg, &g), NS_OK);
     bool anom = !strcmp(g->node, "cn2");
-    cr_assert_eq(svc_db_put_node_verdict(s, q, seg, g->cluster, g->job_id, g->node, anom, false,
-                                         anom ? score_for_anomalous_node_cn2 : 0.5, 0.1, "r7",
-                                         "{\"intervals\":[],\"top_metrics\":[\"a\"]}", svc_now_ms()),
+    ns_interval iv = {.start_ms = g->start_ms, .end_ms = g->end_ms, .score_max = score_for_anomalous_node_cn2,
+                      .n_top = 1, .top_metric = {"a"}, .top_direction = {1}};
+    ns_node_verdict v = {.anomalous = anom, .scored = true, .score_max = anom ? score_for_anomalous_node_cn2 : 0.5,
+                         .score_mean = 0.1, .cluster = -1, .n_intervals = anom, .intervals = anom ? &iv : NULL};
+    cr_assert_eq(svc_db_put_node_verdict(s, q, seg, g->cluster, g->job_id, g->node, &v, "r7", svc_now_ms()),
                  NS_OK, "%s", ns_err_detail());
     ns_segment_free(g);
   }
