@@ -440,10 +440,27 @@ Test(prep_store, fit_apply_segment_over_sqlite, .timeout = 240) {
   cr_assert_eq(ns_store_list_segments(st, &f, &ids, &n), NS_OK);
   cr_assert_eq(n, sum.job_segments + sum.idle_segments);
   free(ids);
+  /* A segment shipped by a node and one imported for a node without raw
+   * telemetry: a refit must keep both. */
+  ns_segment *keep = NULL;
+  cr_assert_eq(ns_store_list_segments(st, &f, &ids, &n), NS_OK);
+  cr_assert_eq(ns_store_get_segment(st, ids[0], &keep), NS_OK);
+  free(ids);
+  int64_t shipped = 0, imported = 0;
+  cr_assert_eq(ns_store_put_segment(st, keep, NS_SPLIT_INGEST, &shipped), NS_OK, "%s", ns_err_detail());
+  free(keep->node);
+  keep->node = strdup("imported-node");
+  cr_assert_eq(ns_store_put_segment(st, keep, "train", &imported), NS_OK, "%s", ns_err_detail());
+  ns_segment_free(keep);
   /* Refit replaces them. */
   cr_assert_eq(ns_prep_run_store(st, "t", &po, true, tu, &again, NULL, NULL), NS_OK);
   cr_assert(again.fitted);
   cr_assert_eq(again.replaced_segments, n);
+  ns_segment *still = NULL;
+  cr_assert_eq(ns_store_get_segment(st, shipped, &still), NS_OK, "shipped segment lost: %s", ns_err_detail());
+  ns_segment_free(still);
+  cr_assert_eq(ns_store_get_segment(st, imported, &still), NS_OK, "imported segment lost: %s", ns_err_detail());
+  ns_segment_free(still);
   cr_assert_eq(again.params_version, 2);
   /* Unknown cluster: no data. */
   cr_assert_neq(ns_prep_run_store(st, "nope", &po, true, tu, &again, NULL, NULL), NS_OK);
@@ -451,6 +468,62 @@ Test(prep_store, fit_apply_segment_over_sqlite, .timeout = 240) {
   rmrf(sd);
   free(sd);
   ns_synth_free(s);
+}
+
+/* Training on a site's own jobs: shipped segments become raw telemetry that
+ * prep fits and cuts by the job table. */
+Test(prep_store, shipped_segments_to_raw_and_segments, .timeout = 120) {
+  char *sd = NULL;
+  ns_store *st = tmp_store(&sd);
+  size_t ns = 0, nr = 0;
+  cr_assert_eq(ns_prep_ingest_to_raw(st, "site", &ns, &nr), NS_ERR_EMPTY);
+  static char *names[] = {"cpu_user", "mem_used", "net_rx"};
+  for (int j = 0; j < 3; j++) {
+    ns_segment *g = NULL;
+    cr_assert_eq(ns_segment_create(120, 3, &g), NS_OK);
+    cr_assert_eq(ns_segment_set_metrics(g, names), NS_OK);
+    char job[8];
+    snprintf(job, sizeof job, "%d", 10 + j);
+    int64_t t0 = 1767225600000LL + j * 3 * 3600000LL;
+    cr_assert_eq(ns_segment_set_meta(g, "site", "cn1", job, t0, 15000), NS_OK);
+    for (size_t i = 0; i < 360; i++) g->x[i] = (float)(j + 0.01 * (double)(i % 17) + (i % 3));
+    g->x[7] = NAN; /* a missing sample, as shipped */
+    int64_t id;
+    cr_assert_eq(ns_store_put_segment(st, g, NS_SPLIT_INGEST, &id), NS_OK, "%s", ns_err_detail());
+    ns_job jb = {.cluster = "site", .job_id = job, .start_ms = t0, .end_ms = g->end_ms, .nnodes = 1, .nodelist = "cn1"};
+    cr_assert_eq(ns_store_put_job(st, &jb), NS_OK);
+    ns_segment_free(g);
+  }
+  cr_assert_eq(ns_prep_ingest_to_raw(st, "site", &ns, &nr), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(ns, 3);
+  cr_assert_eq(nr, 360);
+  /* Idempotent: the same rows again replace their chunks. */
+  cr_assert_eq(ns_prep_ingest_to_raw(st, "site", &ns, &nr), NS_OK);
+  ns_mts *raw = NULL;
+  cr_assert_eq(ns_store_get_raw(st, "site", "cn1", 0, 0, &raw), NS_OK);
+  cr_assert_eq(raw->T, 360);
+  ns_mts_free(raw);
+  ns_prep_opts po;
+  ns_prep_opts_default(&po);
+  ns_prep_summary sum;
+  cr_assert_eq(ns_prep_run_store(st, "site", &po, true, 0, &sum, NULL, NULL), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(sum.job_segments, 3);
+  ns_seg_filter f = NS_SEG_FILTER_ALL;
+  f.cluster = "site";
+  f.split = "train";
+  f.kind = NS_SEG_JOB;
+  int64_t *ids = NULL;
+  size_t n = 0;
+  cr_assert_eq(ns_store_list_segments(st, &f, &ids, &n), NS_OK);
+  cr_assert_eq(n, 3, "three job segments cut from the shipped telemetry, got %zu", n);
+  free(ids);
+  f.split = NS_SPLIT_INGEST;
+  cr_assert_eq(ns_store_list_segments(st, &f, &ids, &n), NS_OK);
+  cr_assert_eq(n, 3, "shipped segments stay");
+  free(ids);
+  ns_store_close(st);
+  rmrf(sd);
+  free(sd);
 }
 
 /* D2-like per-core metrics collapse into the same node-level groups as D1's. */
