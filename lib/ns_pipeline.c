@@ -7,13 +7,15 @@
 #include <time.h>
 #include <unistd.h>
 #include "ns_clib.h"
+#include "ns_clib_random.h"
+#include "ns_baseline.h"
 #include "ns_detect_internal.h"
 #include "ns_log.h"
 #include "ns_model.h"
 #include "ns_prep.h"
 #include "ns_train.h"
 
-static const char *const variant_names[] = {"full", "c1", "c4", "c5"};
+static const char *const variant_names[] = {"full", "c1", "c2", "c3", "c4", "c5"};
 
 const char *ns_variant_name(ns_variant v) { return (unsigned)v < NS_VARIANT_COUNT_ ? variant_names[v] : "?"; }
 
@@ -23,7 +25,7 @@ ns_status ns_variant_parse(const char *s, ns_variant *out) {
       *out = (ns_variant)i;
       return NS_OK;
     }
-  return ns_errorf(NS_ERR_RANGE, "unknown variant '%s' (full, c1, c4, c5)", s ? s : "");
+  return ns_errorf(NS_ERR_RANGE, "unknown variant '%s' (full, c1, c2, c3, c4, c5)", s ? s : "");
 }
 
 static double now_s(void) {
@@ -954,7 +956,23 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
   if (plan->variant == NS_VARIANT_C4) hp.between_pos = false;
   if (plan->variant == NS_VARIANT_C5) hp.moe = false;
   ns_seg_filter f = {plan->cluster, NULL, NULL, -1, plan->split, plan->from_ms, plan->to_ms};
-  if ((s = ns_clib_build_store(st, &f, &cp, plan->progress, plan->progress_ctx, &lib))) return s;
+  if (plan->variant == NS_VARIANT_C3) {
+    /* Equal-length cuts of each node's timeline replace the job segments. */
+    size_t ncut = 0;
+    if ((s = ns_c3_equal_cuts(st, plan->cluster, plan->split, plan->from_ms, plan->to_ms,
+                              ns_cfg_int(cfg, NS_CFG_ablation_cut), "train-c3", &ncut)))
+      return s;
+    if (ncut == 0)
+      return ns_errorf(NS_ERR_EMPTY, "C3: no node's timeline is as long as ablation_cut (%lld s)",
+                       (long long)(ns_cfg_int(cfg, NS_CFG_ablation_cut) / 1000));
+    f.split = "train-c3";
+  }
+  if (plan->variant == NS_VARIANT_C2)
+    s = ns_clib_random_build_store(st, &f, &cp, (uint64_t)ns_cfg_int(cfg, NS_CFG_ablation_seed), plan->progress,
+                                   plan->progress_ctx, &lib, NULL);
+  else
+    s = ns_clib_build_store(st, &f, &cp, plan->progress, plan->progress_ctx, &lib);
+  if (s) return s;
   out->seconds_features = now_s() - t0;
   out->n_clusters = lib->n_clusters;
   for (size_t c = 0; c < lib->n_clusters; c++) out->n_segments += lib->clusters[c].size;

@@ -7,10 +7,13 @@
  * Variants reproduce the paper's ablations (Table 5):
  *   full  clusters + sparse MoE + between-segment position
  *   c1    one global model (all training segments in one cluster)
+ *   c2    random segments instead of clustering (same cluster count and sizes)
+ *   c3    equal-length cuts (ablation_cut) of each node's timeline instead of
+ *         job segments
  *   c4    no between-segment position embedding
  *   c5    dense FFN instead of MoE
- * (C2 random grouping, C3 equal-length cuts and the baselines are not
- * implemented yet.) */
+ * (docs/ablations.md). The z-score and dense-autoencoder baselines exist as
+ * library code (ns_baseline.h) but are not yet selectable here. */
 #ifndef NS_PIPELINE_H
 #define NS_PIPELINE_H
 #include <stdbool.h>
@@ -22,7 +25,8 @@
 #include "ns_status.h"
 #include "ns_store.h"
 
-typedef enum { NS_VARIANT_FULL = 0, NS_VARIANT_C1, NS_VARIANT_C4, NS_VARIANT_C5, NS_VARIANT_COUNT_ } ns_variant;
+typedef enum { NS_VARIANT_FULL = 0, NS_VARIANT_C1, NS_VARIANT_C2, NS_VARIANT_C3, NS_VARIANT_C4, NS_VARIANT_C5,
+               NS_VARIANT_COUNT_ } ns_variant;
 NS_API const char *ns_variant_name(ns_variant v);
 /* NS_ERR_RANGE naming the choices if unknown. */
 NS_API ns_status ns_variant_parse(const char *s, ns_variant *out);

@@ -70,10 +70,12 @@ int cmd_train(int argc, char **argv, ns_config *cfg) {
     case 'i': plan.incremental = true; break;
     case 'h':
       printf("usage: nsentry train [--cluster NAME] [--split S|any] [--from T] [--to T]\n"
-             "                     [--variant full|c1|c4|c5] [--no-activate] [--notes TEXT]\n"
+             "                     [--variant full|c1|c2|c3|c4|c5] [--no-activate] [--notes TEXT] [--incremental]\n"
              "Train a model library from the stored segments (default split 'train'): features, HAC with\n"
              "the silhouette-chosen k, one Transformer-MoE per cluster (contamination-robust rounds when\n"
-             "train_robust=yes), threshold statistics. The new library becomes active unless --no-activate.\n");
+             "train_robust=yes), threshold statistics. The new library becomes active unless --no-activate.\n"
+             "--incremental: new segments fine-tune the clusters they match; unmatched ones form new clusters.\n"
+             "Variants are the paper's ablations (docs/ablations.md).\n");
       return 0;
     default: return 2;
     }

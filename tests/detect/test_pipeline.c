@@ -59,7 +59,8 @@ static void setup(void) {
   cr_assert_eq(ns_config_create(&cfg), NS_OK);
   const char *kv[] = {"model_epochs=12", "model_window=32", "model_batch=8", "model_layers=1", "model_heads=2",
                       "model_patience=0", "clust_k_max=4", "clust_representatives=4", "match_len=40m",
-                      "detect_window=15m", "train_robust_rounds=2", "model_lr=3e-3", "feat_fs=100"};
+                      "detect_window=15m", "train_robust_rounds=2", "model_lr=3e-3", "feat_fs=100",
+                      "ablation_cut=10m"};
   for (size_t i = 0; i < sizeof kv / sizeof *kv; i++)
     cr_assert_eq(ns_config_apply_args(cfg, 1, (char *const *)&kv[i]), NS_OK, "%s: %s", kv[i], ns_err_detail());
   int job = 1;
@@ -85,7 +86,7 @@ static void teardown(void) {
 }
 
 static ns_train_summary train(ns_variant v) {
-  ns_train_plan plan = {.split = "train", .activate = true, .variant = v};
+  ns_train_plan plan = {.cluster = "lab", .split = "train", .activate = true, .variant = v};
   ns_train_summary sum;
   ns_status s = ns_pipeline_train(store, cfg, &plan, &sum);
   cr_assert_eq(s, NS_OK, "train: %s", ns_err_message(s));
@@ -273,4 +274,28 @@ Test(pipeline, incremental_finetunes_matches_and_learns_new_patterns) {
   cr_assert_eq(ns_library_list(store, &li, &n), NS_OK);
   cr_assert_eq(n, 2);
   free(li);
+}
+
+Test(pipeline, ablation_variants_train_and_score) {
+  const ns_variant vs[] = {NS_VARIANT_C1, NS_VARIANT_C2, NS_VARIANT_C3, NS_VARIANT_C4, NS_VARIANT_C5};
+  ns_segment *probe = make_segment(0, 3, 500, 77, -1);
+  for (size_t i = 0; i < sizeof vs / sizeof *vs; i++) {
+    ns_train_summary sum = train(vs[i]);
+    if (vs[i] == NS_VARIANT_C1) cr_assert_eq(sum.n_clusters, 1, "C1 is one global model");
+    ns_train_summary_clear(&sum);
+    ns_library *lib = NULL;
+    ns_node_verdict *v = NULL;
+    cr_assert_eq(ns_library_load_active(store, &lib), NS_OK, "%s: %s", ns_variant_name(vs[i]), ns_err_detail());
+    cr_assert_eq(ns_detect_prepped(lib, probe, cfg, &v), NS_OK, "%s: %s", ns_variant_name(vs[i]), ns_err_detail());
+    cr_assert(v->scored);
+    ns_node_verdict_free(v);
+    ns_library_free(lib);
+  }
+  ns_library_info *li = NULL;
+  size_t n = 0;
+  cr_assert_eq(ns_library_list(store, &li, &n), NS_OK);
+  cr_assert_eq(n, 5);
+  cr_assert_str_eq(li[2].variant, "c3");
+  free(li);
+  ns_segment_free(probe);
 }
