@@ -1,6 +1,7 @@
 /* Baselines (z-score, dense autoencoder), their serialisation, and the C3
  * equal-length cuts. */
 #include "ns_baseline.h"
+#include "ns_hash.h"
 #include <cblas.h>
 #include <inttypes.h>
 #include <math.h>
@@ -515,14 +516,6 @@ static const char MAGIC[8] = {'N', 'S', 'B', 'A', 'S', 'E', 'L', 0};
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "little-endian host required");
 
-static uint32_t crc32_buf(const unsigned char *p, size_t n) {
-  uint32_t c = 0xFFFFFFFFu;
-  for (size_t i = 0; i < n; i++) {
-    c ^= p[i];
-    for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-  }
-  return c ^ 0xFFFFFFFFu;
-}
 
 typedef struct wbuf {
   unsigned char *p;
@@ -582,7 +575,7 @@ ns_status ns_baseline_save(const ns_baseline *b, void **buf, size_t *n) {
   } else {
     put(&w, b->p, b->n_params * sizeof(float));
   }
-  uint32_t crc = w.fail ? 0 : crc32_buf(w.p, w.n);
+  uint32_t crc = w.fail ? 0 : ns_crc32(w.p, w.n);
   PUT(&w, crc);
   if (w.fail) {
     free(w.p);
@@ -623,7 +616,7 @@ ns_status ns_baseline_load(const void *buf, size_t n, const char *const *expect_
                      NS_BASELINE_FORMAT_VERSION);
   if (n < 20) return ns_errorf(NS_ERR_CORRUPT, "baseline blob: truncated (%zu bytes)", n);
   memcpy(&crc_stored, (const unsigned char *)buf + n - 4, 4);
-  uint32_t crc = crc32_buf(buf, n - 4);
+  uint32_t crc = ns_crc32(buf, n - 4);
   if (crc != crc_stored)
     return ns_errorf(NS_ERR_CORRUPT, "baseline blob: checksum mismatch (stored %08x, computed %08x)", crc_stored, crc);
   r.n = n - 4;

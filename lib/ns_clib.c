@@ -1,4 +1,5 @@
 #include "ns_clib.h"
+#include "ns_hash.h"
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -581,11 +582,6 @@ static void w_put(wbuf *b, const void *src, size_t n) {
 static void w_u64(wbuf *b, uint64_t v) { w_put(b, &v, 8); }
 static void w_f64(wbuf *b, double v) { w_put(b, &v, 8); }
 
-static uint64_t fnv1a(const unsigned char *p, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
 
 ns_status ns_clib_serialize(const ns_clib *lib, void **buf, size_t *n) {
   *buf = NULL, *n = 0;
@@ -626,7 +622,7 @@ ns_status ns_clib_serialize(const ns_clib *lib, void **buf, size_t *n) {
       w_put(&b, c->mac_weight, lib->M * sizeof(float));
     }
   }
-  if (!b.oom) w_u64(&b, fnv1a(b.p, b.n));
+  if (!b.oom) w_u64(&b, ns_fnv1a64(b.p, b.n));
   if (b.oom) {
     free(b.p);
     return ns_errorf(NS_ERR_NOMEM, "serialize: cluster library too large");
@@ -682,7 +678,7 @@ ns_status ns_clib_deserialize(const void *buf, size_t n, ns_clib **out) {
     return ns_errorf(NS_ERR_FORMAT, "not a cluster library (bad magic or %zu bytes)", n);
   uint64_t sum;
   memcpy(&sum, (const unsigned char *)buf + n - 8, 8);
-  if (fnv1a(buf, n - 8) != sum) return ns_errorf(NS_ERR_CORRUPT, "cluster library: checksum mismatch");
+  if (ns_fnv1a64(buf, n - 8) != sum) return ns_errorf(NS_ERR_CORRUPT, "cluster library: checksum mismatch");
   rbuf b = {buf, n - 8, 8, false};
   uint64_t fmt = r_u64(&b);
   if (fmt != CLIB_FORMAT)

@@ -5,25 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ns_model.h"
+#include "ns_hash.h"
 #include "ns_model_impl.h"
 
 static const char MAGIC[8] = {'N', 'S', 'M', 'O', 'D', 'E', 'L', 0};
 
-static uint32_t crc32_buf(const unsigned char *p, size_t n) {
-  static uint32_t tab[256];
-  static int init;
-  if (!__atomic_load_n(&init, __ATOMIC_ACQUIRE)) {
-    for (uint32_t i = 0; i < 256; i++) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      tab[i] = c;
-    }
-    __atomic_store_n(&init, 1, __ATOMIC_RELEASE);
-  }
-  uint32_t c = 0xFFFFFFFFu;
-  for (size_t i = 0; i < n; i++) c = tab[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
 
 typedef struct wbuf {
   unsigned char *p;
@@ -87,7 +73,7 @@ ns_status ns_model_save(const ns_model *m, void **buf, size_t *n) {
   uint64_t np = m->n_params;
   PUT(&b, np);
   put(&b, m->arena, m->n_params * sizeof(float));
-  uint32_t crc = b.fail ? 0 : crc32_buf(b.p, b.n);
+  uint32_t crc = b.fail ? 0 : ns_crc32(b.p, b.n);
   PUT(&b, crc);
   if (b.fail) {
     free(b.p);
@@ -129,7 +115,7 @@ ns_status ns_model_load(const void *buf, size_t n, const char *const *expect_nam
   if (n < 20) return ns_errorf(NS_ERR_CORRUPT, "model blob: truncated (%zu bytes)", n);
   uint32_t crc_stored;
   memcpy(&crc_stored, (const unsigned char *)buf + n - 4, 4);
-  uint32_t crc = crc32_buf(buf, n - 4);
+  uint32_t crc = ns_crc32(buf, n - 4);
   if (crc != crc_stored)
     return ns_errorf(NS_ERR_CORRUPT, "model blob: checksum mismatch (stored %08x, computed %08x): corrupted or truncated",
                      crc_stored, crc);

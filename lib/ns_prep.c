@@ -1,5 +1,6 @@
 /* Preprocessing: see ns_prep.h and docs/preprocessing.md. */
 #include "ns_prep.h"
+#include "ns_hash.h"
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -1257,11 +1258,6 @@ static void w_str(wbuf *w, const char *s) {
   w_bytes(w, s, n);
 }
 
-static uint64_t fnv1a(const uint8_t *p, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
 
 ns_status ns_prep_save(const ns_prep_params *p, void **data, size_t *n) {
   *data = NULL;
@@ -1309,7 +1305,7 @@ ns_status ns_prep_save(const ns_prep_params *p, void **data, size_t *n) {
       w_bytes(&w, &p->nodes[i].flags[k], 1);
     }
   }
-  if (!w.oom) w_u64(&w, fnv1a(w.b, w.n));
+  if (!w.oom) w_u64(&w, ns_fnv1a64(w.b, w.n));
   if (w.oom) {
     free(w.b);
     return NS_ERR_NOMEM;
@@ -1395,7 +1391,7 @@ ns_status ns_prep_load(const void *data, size_t n, ns_prep_params **out) {
   const uint8_t *b = data;
   uint64_t sum = 0;
   for (int i = 0; i < 8; i++) sum |= (uint64_t)b[n - 8 + i] << (8 * i);
-  if (sum != fnv1a(b, n - 8)) return ns_errorf(NS_ERR_CORRUPT, "preprocessing parameters: checksum mismatch");
+  if (sum != ns_fnv1a64(b, n - 8)) return ns_errorf(NS_ERR_CORRUPT, "preprocessing parameters: checksum mismatch");
   ns_prep_params *p = calloc(1, sizeof *p);
   if (!p) return NS_ERR_NOMEM;
   ns_status ret = NS_OK;

@@ -70,7 +70,6 @@ typedef struct ns_ship_meta {
  * rejects them); NaN is written as null. NS_ERR_EMPTY when no row is left. */
 NS_API ns_status ns_segment_body(const ns_ship_meta *meta, const ns_mts *m, char **body, size_t *len);
 
-NS_API void ns_sha256_hex(const void *data, size_t n, char hex[65]);
 /* A MUNGE credential carrying `payload` (socket NULL/"" = default). */
 NS_API ns_status ns_munge_encode(const char *socket, const char *payload, char **cred);
 

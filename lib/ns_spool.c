@@ -1,4 +1,5 @@
 #include "ns_spool.h"
+#include "ns_hash.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,12 +23,6 @@ int64_t ns_spool_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint32_t fnv1a(const void *p, size_t n) {
-  const unsigned char *b = p;
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;
-  return h;
-}
 
 static ns_status mkdir_p1(const char *path) {
   if (mkdir(path, 0755) == 0 || errno == EEXIST) {
@@ -263,7 +258,7 @@ static void try_resume(ns_spool *sp, size_t M, char *const *names, int64_t ts_ms
         const char *r = b + h.hdr_bytes + (nrec - 1) * rb;
         uint32_t ck;
         memcpy(&ck, r + rb - 4, 4);
-        if (ck == fnv1a(r, rb - 4)) break;
+        if (ck == ns_fnv1a32(r, rb - 4)) break;
         nrec--;
       }
       size_t keep = h.hdr_bytes + nrec * rb;
@@ -448,7 +443,7 @@ ns_status ns_spool_append(ns_spool *sp, int64_t ts_ms, size_t M, char *const *na
   sp->warned_full = false;
   memcpy(sp->rec, &ts_ms, 8);
   memcpy(sp->rec + 8, values, 4 * M);
-  uint32_t ck = fnv1a(sp->rec, rb - 4);
+  uint32_t ck = ns_fnv1a32(sp->rec, rb - 4);
   memcpy(sp->rec + rb - 4, &ck, 4);
   if (write_all(sp->fd, sp->rec, rb)) {
     s = ns_errorf(NS_ERR_IO, "spool %s/%s: write failed: %s", sp->dir, sp->cur_name, strerror(errno));
@@ -555,7 +550,7 @@ ns_status ns_spool_read(const char *dir, const char *node, int64_t from_ms, int6
       const char *r = b + off;
       uint32_t ck;
       memcpy(&ck, r + rb - 4, 4);
-      if (ck != fnv1a(r, rb - 4)) continue; /* torn or damaged record */
+      if (ck != ns_fnv1a32(r, rb - 4)) continue; /* torn or damaged record */
       int64_t ts;
       memcpy(&ts, r, 8);
       if (ts < from_ms || ts > to_ms) continue;
@@ -621,7 +616,7 @@ ns_status ns_spool_last_ts(const char *dir, int64_t *out_ms) {
         const char *r = b + h.hdr_bytes + (k - 1) * rb;
         uint32_t ck;
         memcpy(&ck, r + rb - 4, 4);
-        if (ck != fnv1a(r, rb - 4)) continue;
+        if (ck != ns_fnv1a32(r, rb - 4)) continue;
         memcpy(out_ms, r, 8);
         break;
       }

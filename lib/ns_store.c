@@ -2,6 +2,7 @@
  * are prepared once per store, and metric sets and nodes are cached so a bulk
  * import costs one INSERT per segment or raw chunk. */
 #include "ns_store.h"
+#include "ns_hash.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,14 +123,6 @@ struct ns_store {
   ns_db_stmt *seg_list[128]; /* list_segments, one per combination of filters */
 };
 
-static uint64_t fnv1a(const char *s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (; *s; s++) {
-    h ^= (unsigned char)*s;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 static void strmap_clear(strmap *m) {
   for (size_t i = 0; i < m->cap; i++) free(m->keys[i]);
@@ -140,7 +133,7 @@ static void strmap_clear(strmap *m) {
 
 static bool strmap_get(const strmap *m, const char *k, int64_t *v) {
   if (!m->cap) return false;
-  for (size_t i = fnv1a(k) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+  for (size_t i = ns_fnv1a64_str(k) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
     if (!m->keys[i]) return false;
     if (!strcmp(m->keys[i], k)) {
       *v = m->vals[i];
@@ -161,7 +154,7 @@ static ns_status strmap_put(strmap *m, const char *k, int64_t v) {
     }
     for (size_t i = 0; i < m->cap; i++) {
       if (!m->keys[i]) continue;
-      size_t j = fnv1a(m->keys[i]) & (g.cap - 1);
+      size_t j = ns_fnv1a64_str(m->keys[i]) & (g.cap - 1);
       while (g.keys[j]) j = (j + 1) & (g.cap - 1);
       g.keys[j] = m->keys[i];
       g.vals[j] = m->vals[i];
@@ -170,7 +163,7 @@ static ns_status strmap_put(strmap *m, const char *k, int64_t v) {
     free(m->keys), free(m->vals);
     *m = g;
   }
-  size_t i = fnv1a(k) & (m->cap - 1);
+  size_t i = ns_fnv1a64_str(k) & (m->cap - 1);
   while (m->keys[i] && strcmp(m->keys[i], k)) i = (i + 1) & (m->cap - 1);
   if (!m->keys[i]) {
     if (!(m->keys[i] = strdup(k))) return NS_ERR_NOMEM;
@@ -382,7 +375,7 @@ static ns_status metric_set_id(ns_store *s, char *const *names, size_t M, int64_
   ns_status st = NS_OK;
   if (strmap_get(&s->sets, joined, id)) goto done;
   char hash[24];
-  snprintf(hash, sizeof hash, "%016llx", (unsigned long long)fnv1a(joined));
+  snprintf(hash, sizeof hash, "%016llx", (unsigned long long)ns_fnv1a64_str(joined));
   bool found;
   if ((st = find_set(s, hash, joined, id, &found))) goto done;
   if (!found) {

@@ -12,10 +12,6 @@
 #include "ns_detect.h"
 #include "ns_store.h"
 
-/* ---- svc_sha256.c ---- */
-void svc_sha256(const void *data, size_t n, uint8_t out[32]);
-/* Lower-case hex into hex[65]. */
-void svc_sha256_hex(const void *data, size_t n, char hex[65]);
 
 /* ---- svc_ingest.c: POST /v1/segments body ---- */
 typedef struct svc_limits {

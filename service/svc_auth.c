@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "svc.h"
+#include "ns_hash.h"
 
 struct svc_auth {
   munge_ctx_t ctx;
@@ -101,7 +102,7 @@ ns_status svc_auth_check(svc_auth *a, const char *cred, const void *body, size_t
     goto done;
   }
   char hex[65];
-  svc_sha256_hex(body, n, hex);
+  ns_sha256_hex(body, n, hex);
   if (!payload || plen != 64 || memcmp(payload, hex, 64) != 0) {
     st = ns_errorf(NS_ERR_AUTH, "MUNGE credential payload is not the SHA-256 of this request body");
     goto done;

@@ -503,10 +503,10 @@ ns_status svc_ingest_parse(const char *body, size_t n, const svc_limits *lim, sv
      * takes the next one, so rows keep their order and none is dropped. */
     ts0 = ts[0];
     int64_t prev = -1;
-    for (size_t i = 0; i < T0; i++) {
-      int64_t sl = (ts[i] - ts0 + interval_ms / 2) / interval_ms;
+    for (size_t r = 0; r < T0; r++) {
+      int64_t sl = (ts[r] - ts0 + interval_ms / 2) / interval_ms;
       if (sl <= prev) sl = prev + 1;
-      ts[i] = prev = sl;
+      ts[r] = prev = sl;
     }
     T = (size_t)prev + 1;
     if ((double)M * (double)T > (double)lim->max_points) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <zlib.h>
 #include "ns_collect.h"
+#include "ns_hash.h"
 #include "ns_source.h"
 #include "ns_spool.h"
 

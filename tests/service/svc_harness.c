@@ -1,4 +1,5 @@
 #include "svc_harness.h"
+#include "ns_hash.h"
 #include <curl/curl.h>
 #include <errno.h>
 #include <munge.h>
@@ -176,7 +177,7 @@ void h_stop(harness *h) {
 
 char *h_cred(harness *h, const void *body, size_t n) {
   char hex[65];
-  svc_sha256_hex(body ? body : "", n, hex);
+  ns_sha256_hex(body ? body : "", n, hex);
   munge_ctx_t ctx = munge_ctx_create();
   munge_ctx_set(ctx, MUNGE_OPT_SOCKET, h->munge_sock);
   char *cred = NULL;

@@ -1,9 +1,45 @@
-/* SHA-256 (FIPS 180-4) for binding MUNGE credentials to request bodies;
- * small enough that the service needs no crypto library for it. */
+#include "ns_hash.h"
 #include <stdio.h>
 #include <string.h>
-#include "svc.h"
 
+uint64_t ns_fnv1a64(const void *p, size_t n) {
+  const unsigned char *b = p;
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+uint64_t ns_fnv1a64_str(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+uint32_t ns_fnv1a32(const void *p, size_t n) {
+  const unsigned char *b = p;
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;
+  return h;
+}
+
+uint32_t ns_crc32(const void *p, size_t n) {
+  static uint32_t tab[256];
+  static int init;
+  if (!__atomic_load_n(&init, __ATOMIC_ACQUIRE)) {
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      tab[i] = c;
+    }
+    __atomic_store_n(&init, 1, __ATOMIC_RELEASE);
+  }
+  const unsigned char *b = p;
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < n; i++) c = tab[(c ^ b[i]) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+/* SHA-256 (FIPS 180-4) */
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -41,7 +77,7 @@ static void block(uint32_t h[8], const uint8_t *p) {
   h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
 }
 
-void svc_sha256(const void *data, size_t n, uint8_t out[32]) {
+void ns_sha256(const void *data, size_t n, uint8_t out[32]) {
   uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   const uint8_t *p = data;
   size_t left = n;
@@ -66,8 +102,8 @@ void svc_sha256(const void *data, size_t n, uint8_t out[32]) {
   }
 }
 
-void svc_sha256_hex(const void *data, size_t n, char hex[65]) {
+void ns_sha256_hex(const void *data, size_t n, char hex[65]) {
   uint8_t d[32];
-  svc_sha256(data, n, d);
+  ns_sha256(data, n, d);
   for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
 }
