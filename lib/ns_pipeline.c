@@ -139,56 +139,6 @@ static double percentile(const float *err, const size_t *idx, size_t n, double p
   return r;
 }
 
-/* Robust outlier limit of window errors: median + 10 x 1.4826 x MAD (a
- * window that far out is an anomaly whatever the contamination ratio, as
- * long as most windows are normal). Window errors are right-skewed even on
- * clean data, hence the wide factor; with fewer than 50 windows there is no
- * limit. */
-static double mad_limit(const float *err, const size_t *idx, size_t n) {
-  if (n < 50) return INFINITY;
-  float *v = malloc(n * sizeof *v);
-  if (!v) return INFINITY;
-  for (size_t i = 0; i < n; i++) v[i] = err[idx ? idx[i] : i];
-  qsort(v, n, sizeof *v, cmp_float);
-  double med = n % 2 ? v[n / 2] : 0.5 * ((double)v[n / 2 - 1] + v[n / 2]);
-  for (size_t i = 0; i < n; i++) v[i] = (float)fabs(v[i] - med);
-  qsort(v, n, sizeof *v, cmp_float);
-  double mad = n % 2 ? v[n / 2] : 0.5 * ((double)v[n / 2 - 1] + v[n / 2]);
-  free(v);
-  return mad > 0 ? med + 10.0 * 1.4826 * mad : INFINITY;
-}
-
-/* Peak per-point score of every window (max over its points): an anomaly
- * that fills a fifth of a window barely moves the window's mean error but
- * owns its peak, which is what contamination trimming must see. */
-static ns_status window_peaks(const ns_model *m, const ns_train_series *ser, size_t n, const ns_train_window *w,
-                              size_t nw, int window, float *peak) {
-  size_t maxT = 0;
-  for (size_t i = 0; i < n; i++)
-    if (ser[i].T > maxT) maxT = ser[i].T;
-  size_t M = ns_model_n_metrics(m);
-  float *xhat = malloc((maxT ? maxT : 1) * M * sizeof *xhat), *sc = malloc((maxT ? maxT : 1) * sizeof *sc);
-  ns_status s = (!xhat || !sc) ? NS_ERR_NOMEM : NS_OK;
-  int nseg = ns_model_get_hparams(m)->n_segments;
-  size_t cur = (size_t)-1;
-  for (size_t k = 0; !s && k < nw; k++) {
-    size_t i = w[k].series;
-    if (i != cur) {
-      int code = ser[i].code < nseg ? ser[i].code : 0;
-      if ((s = ns_model_reconstruct(m, ser[i].x, ser[i].T, code, xhat))) break;
-      ns_model_score(m, ser[i].x, xhat, ser[i].T, sc, NULL);
-      cur = i;
-    }
-    float mx = 0;
-    for (size_t t = w[k].start; t < w[k].start + (size_t)window && t < ser[i].T; t++)
-      if (sc[t] > mx) mx = sc[t];
-    peak[k] = mx;
-  }
-  free(xhat);
-  free(sc);
-  return s;
-}
-
 /* Train one cluster's model: windows inside expert anomaly labels are never
  * used; with robust training on, rounds drop the windows whose error is
  * above the percentile and fine-tune on the rest, until the threshold moves
@@ -238,7 +188,6 @@ static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0
   /* No member left out of training to calibrate thresholds on: hold out
    * every fifth window instead (never trained on, scored afterwards). */
   size_t *calib = NULL, ncalib = 0;
-  float *peak = NULL;
   if (holdout && nkeep >= 10) {
     if (!(calib = malloc(nkeep * sizeof *calib))) {
       free(keep);
@@ -272,47 +221,25 @@ static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0
   }
   size_t ncand = nkeep;
   memcpy(cand, keep, nkeep * sizeof *cand);
-  if (robust && !(peak = malloc((nw ? nw : 1) * sizeof *peak))) s = NS_ERR_NOMEM;
-  while (!s && robust && sum->rounds < max_rounds) {
-    /* The percentile rule (Refine) on each window's peak score, and windows
-     * that are outliers by MAD whatever their share: with 10 % contamination
-     * a 95th percentile alone keeps half of the anomalous windows. */
-    if ((s = window_peaks(m, r->series, r->n, w, nw, hp.window, peak))) break;
-    double thr = percentile(peak, cand, ncand, pct), lim = mad_limit(peak, cand, ncand);
-    if (lim < thr) thr = lim;
+  while (robust && sum->rounds < max_rounds) {
+    double thr = percentile(res.window_error, cand, ncand, pct);
     if (isfinite(prev_thr) && prev_thr > 0 && fabs(thr - prev_thr) / prev_thr < 0.05) break;
     prev_thr = thr;
     size_t k = 0;
     for (size_t i = 0; i < ncand; i++)
-      if (peak[cand[i]] <= thr) keep[k++] = cand[i];
+      if (res.window_error[cand[i]] <= thr) keep[k++] = cand[i];
     if (k == 0 || k == nkeep) break;
     nkeep = k;
     ns_train_result_free(&res);
     memset(&res, 0, sizeof res);
-    /* Retrain from scratch on the kept windows: fine-tuning would keep what
-     * the previous round learned from the anomalies. */
-    ns_train_opts fo = {.windows = keep, .n_windows = nkeep};
-    ns_model *m2 = NULL;
-    if ((s = ns_train_model(&hp, (const char *const *)lib->metrics, c->mac_weight, r->series, r->n, &fo, &m2, &res)))
-      break;
-    ns_model_free(m);
-    m = m2;
+    ns_train_opts fo = {.windows = keep, .n_windows = nkeep, .epochs = hp.epochs / 3 > 2 ? hp.epochs / 3 : 2};
+    if ((s = ns_train_finetune(m, r->series, r->n, &fo, &res))) break;
     sum->rounds++;
   }
   free(cand);
   if (s) goto done;
   if (ncalib) {
     ns_score_stats stats;
-    if (robust) {
-      /* Thresholds must not be taken from anomalies either: drop windows
-       * whose mean error is a MAD outlier (the peak would also drop the
-       * normal tail the thresholds need). */
-      double lim = mad_limit(res.window_error, calib, ncalib);
-      size_t k = 0;
-      for (size_t i = 0; i < ncalib; i++)
-        if (res.window_error[calib[i]] <= lim) calib[k++] = calib[i];
-      if (k) ncalib = k;
-    }
     if ((s = ns_train_evaluate(m, r->series, r->n, calib, ncalib, NULL, &stats))) goto done;
     ns_model_set_score_stats(m, &stats);
     res.stats = stats;
@@ -327,7 +254,6 @@ static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0
 done:
   ns_train_result_free(&res);
   ns_model_free(m);
-  free(peak);
   free(calib);
   free(keep);
   free(w);
@@ -338,7 +264,7 @@ done:
  * of the cluster's members it was not trained on, spread evenly over them. A
  * cluster whose members were all trained on keeps the training statistics. */
 static ns_status calibrate(ns_store *st, const ns_clib_cluster *c, const ns_clib *lib, ns_model *m,
-                           const uint8_t *used, size_t cap, bool robust, size_t *n_used) {
+                           const uint8_t *used, size_t cap, size_t *n_used) {
   *n_used = 0;
   size_t avail = 0;
   for (size_t i = 0; i < c->size; i++) avail += !used[i];
@@ -363,21 +289,7 @@ static ns_status calibrate(ns_store *st, const ns_clib_cluster *c, const ns_clib
   }
   if (!s && k > 0) {
     ns_score_stats stats;
-    ns_train_window *w = NULL;
-    size_t nw = 0, *sel = NULL, nsel = 0;
-    float *werr = NULL;
-    int window = ns_model_get_hparams(m)->window;
-    if (robust && !ns_train_list_windows(ser, k, window, &w, &nw) && nw >= 4 &&
-        (werr = malloc(nw * sizeof *werr)) && (sel = malloc(nw * sizeof *sel)) &&
-        !ns_train_evaluate(m, ser, k, NULL, 0, werr, NULL)) {
-      /* Held-out members can hold anomalies too: drop windows whose mean
-       * error is a MAD outlier. */
-      double lim = mad_limit(werr, NULL, nw);
-      for (size_t i = 0; i < nw; i++)
-        if (werr[i] <= lim) sel[nsel++] = i;
-    }
-    s = nsel ? ns_train_evaluate(m, ser, k, sel, nsel, NULL, &stats) : ns_train_evaluate(m, ser, k, NULL, 0, NULL, &stats);
-    free(w), free(werr), free(sel);
+    s = ns_train_evaluate(m, ser, k, NULL, 0, NULL, &stats);
     if (!s) {
       ns_model_set_score_stats(m, &stats);
       *n_used = k;
@@ -870,8 +782,7 @@ static ns_status train_incremental(ns_store *st, const ns_config *cfg, const ns_
       if (!s) s = train_cluster(cfg, &hp, lib, ci, &r, r.n >= lib->clusters[ci].size, &models[ci], cs);
       cs->n_series = r.n;
       rep_data_free(&r);
-      if (!s) s = calibrate(st, &lib->clusters[ci], lib, models[ci], used, 32, ns_cfg_bool(cfg, NS_CFG_train_robust),
-                              &cs->calibration_segments);
+      if (!s) s = calibrate(st, &lib->clusters[ci], lib, models[ci], used, 32, &cs->calibration_segments);
       free(used);
       if (s) goto done;
     }
@@ -1000,8 +911,7 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
     if (!s) s = train_cluster(cfg, &hp, lib, c, &r, r.n >= lib->clusters[c].size, &models[c], cs);
     cs->n_series = r.n;
     rep_data_free(&r);
-    if (!s) s = calibrate(st, &lib->clusters[c], lib, models[c], used, 32, ns_cfg_bool(cfg, NS_CFG_train_robust),
-                             &cs->calibration_segments);
+    if (!s) s = calibrate(st, &lib->clusters[c], lib, models[c], used, 32, &cs->calibration_segments);
     free(used);
     if (!s && cs->calibration_segments) {
       const ns_score_stats *ss = ns_model_score_stats(models[c]);

@@ -5,7 +5,7 @@
 # state lives in a temp dir, and every process is stopped by its recorded PID.
 #
 #   tests/e2e/run-e2e.sh [BUILD_DIR]      (default $NS_BUILD_ROOT, then ./build)
-#   NSENTRY_E2E_TRAIN=1   first train a model library on 8 normal jobs of this node
+#   NSENTRY_E2E_TRAIN=0   skip training a model library on 8 normal jobs of this node first
 #   NSENTRY_E2E_KEEP=1    keep the logs in /tmp/nse.*/log
 #
 # Prints "ok - ..." / "not ok - ..." per check, "pending - ..." for checks that
@@ -99,7 +99,7 @@ munge_socket = $MUNGE_SOCK
 epilog_timeout = 5s
 epilog_source = ${1:-spool}
 prometheus_url = ${2:-http://127.0.0.1:19090}
-# short jobs at 1 s: preprocessing and model sized for them (NSENTRY_E2E_TRAIN=1)
+# short jobs at 1 s: preprocessing and model sized for them
 prep_interval = 1s
 prep_max_gap = 5s
 prep_min_segment = 8s
@@ -110,6 +110,8 @@ model_epochs = 15
 clust_k_max = 3
 detect_window = 60s
 detect_level_min_duration = 2s
+# at 1 s sampling a single-sample blip is noise, not a verdict
+detect_min_interval = 3s
 EOF
 }
 write_conf spool
@@ -167,11 +169,10 @@ marks_match_sacct() { # start/end marks within 1 s of sacct Start/End
 }
 verdict_of() { sacct -j "$1" -X -n -P -o AdminComment | head -n1; }
 
-# ---- 0. optional: train a model library on this node's own normal jobs (about 4 min).
-# Off by default until training on ingested segments gives usable verdicts
-# (detection area); the verdict checks below run whenever nsentryd has a library.
+# ---- 0. train a model library on this node's own normal jobs (NSENTRY_E2E_TRAIN=0
+# skips it); the verdict checks below run whenever nsentryd has a library.
 LEN=6
-if [ -n "${NSENTRY_E2E_TRAIN:-}" ]; then
+if [ "${NSENTRY_E2E_TRAIN:-1}" != 0 ]; then
   LEN=22
   for i in 1 2 3 4 5 6 7 8; do T=$(submit --wrap "sleep $((20 + i % 3 * 2))"); wait_done "$T"; has_segment "$T" || true; done
   # The shipped segments become raw telemetry, preprocessing is fitted on
