@@ -309,8 +309,7 @@ static void affine_weights(const double *v, size_t n, float *w) {
   for (size_t i = 0; i < n; i++) w[i] = hi > lo ? (float)(1.0 - 0.9 * (v[i] - lo) / (hi - lo)) : 1.0f;
 }
 
-/* rows: featset rows of the cluster's members. */
-static ns_status make_cluster(const ns_featset *fs, const size_t *rows, size_t sz, size_t n_rep, ns_clib_cluster *c) {
+ns_status ns_clib_cluster_fill(const ns_featset *fs, const size_t *rows, size_t sz, size_t n_rep, ns_clib_cluster *c) {
   size_t M = fs->M, len = M * NF;
   ns_status st = NS_OK;
   double *tmp = malloc(len * sizeof *tmp), *dv = NULL;
@@ -324,7 +323,7 @@ static ns_status make_cluster(const ns_featset *fs, const size_t *rows, size_t s
   c->rep_weight = malloc(c->n_rep * sizeof *c->rep_weight);
   c->rep_feat = malloc(c->n_rep * len * sizeof *c->rep_feat);
   c->centroid = malloc(len * sizeof *c->centroid);
-  rep_rows = malloc(c->n_rep * sizeof *rep_rows);
+  rep_rows = calloc(c->n_rep ? c->n_rep : 1, sizeof *rep_rows);
   dv = malloc(c->n_rep * sizeof *dv);
   if (!tmp || !c0 || !di || !c->members || !c->member_dist || !c->rep_weight || !c->rep_feat || !c->centroid ||
       !rep_rows || !dv) {
@@ -427,7 +426,7 @@ ns_status ns_clib_build(const ns_featset *fs, const char *const *metrics, const 
       size_t sz = 0;
       for (size_t i = 0; i < nk; i++)
         if ((size_t)r->labels[i] == c) rows[sz++] = idx[i];
-      if ((st = make_cluster(fs, rows, sz, p->n_rep, cl))) goto fail;
+      if ((st = ns_clib_cluster_fill(fs, rows, sz, p->n_rep, cl))) goto fail;
     }
     ns_clust_result_free(r);
     r = NULL;

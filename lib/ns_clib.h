@@ -135,6 +135,13 @@ typedef struct ns_clib {
 
 NS_API void ns_clib_free(ns_clib *lib);
 
+/* Steps 1-5 above for one cluster whose members are the featset rows
+ * rows[0..sz): representatives, centroid, member distances, radius,
+ * closeness weights (not MAC). Used by the build and by other groupings of
+ * the same featset (the C2 ablation). */
+NS_API ns_status ns_clib_cluster_fill(const ns_featset *fs, const size_t *rows, size_t sz, size_t n_rep,
+                                      ns_clib_cluster *c);
+
 /* Build from representations (job and idle rows of fs clustered apart).
  * metrics: fs->M names. MAC statistics are left unset. */
 NS_API ns_status ns_clib_build(const ns_featset *fs, const char *const *metrics, const ns_clib_params *p,

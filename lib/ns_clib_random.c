@@ -17,75 +17,6 @@ static uint64_t rng_next(uint64_t *s) {
   return z ^ (z >> 31);
 }
 
-typedef struct dist_ix {
-  double d;
-  size_t i;
-} dist_ix;
-
-static int cmp_dist_ix(const void *a, const void *b) {
-  const dist_ix *p = a, *q = b;
-  if (p->d != q->d) return p->d < q->d ? -1 : 1;
-  return p->i < q->i ? -1 : p->i > q->i;
-}
-
-static void mean_rows(const ns_featset *fs, const size_t *rows, size_t k, double *tmp, float *out) {
-  size_t len = fs->M * NF;
-  memset(tmp, 0, len * sizeof *tmp);
-  for (size_t r = 0; r < k; r++)
-    for (size_t q = 0; q < len; q++) tmp[q] += fs->f[rows[r] * len + q];
-  for (size_t q = 0; q < len; q++) out[q] = (float)(tmp[q] / (double)k);
-}
-
-/* Steps 1-5 of ns_clib.h for the featset rows of one group. */
-static ns_status fill_cluster(const ns_featset *fs, const size_t *rows, size_t sz, size_t n_rep, ns_clib_cluster *c) {
-  size_t M = fs->M, len = M * NF;
-  ns_status st = NS_OK;
-  double *tmp = malloc(len * sizeof *tmp), *dv = NULL;
-  float *c0 = malloc(len * sizeof *c0);
-  dist_ix *di = malloc(sz * sizeof *di);
-  size_t *rep_rows = NULL;
-  c->size = sz;
-  c->n_rep = sz < n_rep ? sz : n_rep;
-  c->members = malloc(sz * sizeof *c->members);
-  c->member_dist = malloc(sz * sizeof *c->member_dist);
-  c->rep_weight = malloc(c->n_rep * sizeof *c->rep_weight);
-  c->rep_feat = malloc(c->n_rep * len * sizeof *c->rep_feat);
-  c->centroid = malloc(len * sizeof *c->centroid);
-  rep_rows = malloc(c->n_rep * sizeof *rep_rows);
-  dv = malloc(c->n_rep * sizeof *dv);
-  if (!tmp || !c0 || !di || !c->members || !c->member_dist || !c->rep_weight || !c->rep_feat || !c->centroid ||
-      !rep_rows || !dv) {
-    st = ns_errorf(NS_ERR_NOMEM, "random cluster of %zu segments", sz);
-    goto done;
-  }
-  mean_rows(fs, rows, sz, tmp, c0);
-  for (size_t r = 0; r < sz; r++) di[r] = (dist_ix){ns_clib_distance(fs->f + rows[r] * len, c0, M), r};
-  qsort(di, sz, sizeof *di, cmp_dist_ix);
-  for (size_t r = 0; r < c->n_rep; r++) rep_rows[r] = rows[di[r].i];
-  mean_rows(fs, rep_rows, c->n_rep, tmp, c->centroid);
-  for (size_t r = 0; r < sz; r++) di[r].d = ns_clib_distance(fs->f + rows[di[r].i] * len, c->centroid, M);
-  qsort(di, c->n_rep, sizeof *di, cmp_dist_ix);
-  qsort(di + c->n_rep, sz - c->n_rep, sizeof *di, cmp_dist_ix);
-  c->radius = 0;
-  double lo = INFINITY, hi = -INFINITY;
-  for (size_t r = 0; r < sz; r++) {
-    size_t row = rows[di[r].i];
-    c->members[r] = fs->ids[row];
-    c->member_dist[r] = (float)di[r].d;
-    if (c->member_dist[r] > c->radius) c->radius = c->member_dist[r];
-    if (r < c->n_rep) {
-      memcpy(c->rep_feat + r * len, fs->f + row * len, len * sizeof(float));
-      dv[r] = di[r].d;
-      lo = dv[r] < lo ? dv[r] : lo, hi = dv[r] > hi ? dv[r] : hi;
-    }
-  }
-  for (size_t r = 0; r < c->n_rep; r++)
-    c->rep_weight[r] = hi > lo ? (float)(1.0 - 0.9 * (dv[r] - lo) / (hi - lo)) : 1.0f;
-done:
-  free(tmp), free(c0), free(di), free(rep_rows), free(dv);
-  return st;
-}
-
 static int cmp_i64(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
   return x < y ? -1 : x > y;
@@ -161,7 +92,7 @@ ns_status ns_clib_randomize(const ns_clib *ref, const ns_featset *fs, uint64_t s
       ns_clib_cluster *cl = &lib->clusters[c];
       cl->kind = rc->kind;
       cl->label = rc->label;
-      if ((st = fill_cluster(fs, rows + off, rc->size, ref->params.n_rep, cl))) goto fail;
+      if ((st = ns_clib_cluster_fill(fs, rows + off, rc->size, ref->params.n_rep, cl))) goto fail;
       off += rc->size;
     }
   }
