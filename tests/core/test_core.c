@@ -187,7 +187,9 @@ Test(segment, create_slice_check) {
   cr_assert_float_eq(sl->x[0], 6.0f, 0);
   cr_assert_eq(ns_segment_metric_index(sl, "net_rx"), 2);
   cr_assert_eq(ns_segment_metric_index(sl, "nope"), -1);
+  ns_segment_free(sl);
   cr_assert_eq(ns_segment_slice(s, 5, 11, &sl), NS_ERR_RANGE);
+  cr_assert_null(sl);
   s->x[7] = NAN;
   cr_assert_eq(ns_segment_check(s), NS_ERR_NONFINITE);
   cr_assert(strstr(ns_err_detail(), "row 2") != NULL, "%s", ns_err_detail());

@@ -199,7 +199,7 @@ fi
 # ---- 1. a normal job, an injected job (CPU and memory hog beside the workload), a skipped job
 J1=$(submit --nsentry-tag=e2e-normal --wrap "sleep $LEN")
 wait_done "$J1"
-J2=$(submit --nsentry-tag=e2e-hog --wrap "stress-ng --cpu 0 --vm 1 --vm-bytes 25% --timeout ${LEN}s --quiet & sleep $LEN; wait")
+J2=$(submit --nsentry-tag=e2e-hog --wrap "stress-ng --cpu 0 --vm 1 --vm-bytes 25% --hdd 1 --hdd-bytes 128M --timeout ${LEN}s --quiet & sleep $LEN; wait")
 wait_done "$J2"
 J3=$(submit --nsentry-skip --wrap 'sleep 2')
 wait_done "$J3"
