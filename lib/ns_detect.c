@@ -160,9 +160,8 @@ static int cmp_contrib(const void *a, const void *b) {
 }
 
 /* Thresholds, intervals and top metrics from per-point scores. */
-static ns_status summarise(const ns_library *lib, const ns_model *model, const ns_segment *seg, const float *xhat,
-                           const float *merr, const ns_config *cfg, ns_node_verdict *v) {
-  (void)lib;
+static ns_status summarise(const ns_model *model, const ns_segment *seg, const float *xhat, const float *merr,
+                           const ns_config *cfg, ns_node_verdict *v) {
   const ns_score_stats *ss = ns_model_score_stats(model);
   v->noise_floor = ns_score_stats_quantile(ss, ns_cfg_double(cfg, NS_CFG_detect_noise_quantile));
   v->threshold = ns_cfg_double(cfg, NS_CFG_detect_level_factor) *
@@ -277,7 +276,7 @@ ns_status ns_detect_prepped(const ns_library *lib, const ns_segment *seg, const 
   }
   if ((s = ns_model_reconstruct(model, seg->x, T, code, xhat))) goto done;
   ns_model_score(model, seg->x, xhat, T, v->score, merr);
-  s = summarise(lib, model, seg, xhat, merr, cfg, v);
+  s = summarise(model, seg, xhat, merr, cfg, v);
   v->scored = !s;
 done:
   free(xhat);
