@@ -12,11 +12,18 @@ IV=${3:-10m}
 mkdir -p "$W"
 DB=sqlite:$W/d1.db
 rm -f "$W"/d1.db*
+# At a 10-min interval the preprocessing grid, gap and segment lengths and the
+# model window follow the data's resolution.
+G=()
+if [ "$IV" != 15s ]; then
+  G=(--set prep_interval="$IV" --set prep_max_gap=30m --set prep_min_segment=2h --set match_len=4h
+     --set model_window=8)
+fi
 t() { local t0=$SECONDS; "$@"; echo "  -> $((SECONDS - t0)) s"; }
 echo "== synth"; t "$N" --db "$DB" synth --nodes 1294 --days 7 --interval "$IV" --metrics 82 --jobs 13000 --seed 11 \
   --anomaly-ratio 0.005 --train-frac 0.7 --format db --cluster d1 | tee "$W/d1.synth"
 until=$(sed -n 's/.*training period ends \([^ ]*\).*/\1/p' "$W/d1.synth")
-echo "== prep"; t "$N" --db "$DB" prep --fit --cluster d1 --train-until "$until" | tail -4
-echo "== train"; t "$N" --db "$DB" train --cluster d1 --notes "D1 scale" | head -3
-echo "== eval"; t "$N" --db "$DB" eval --cluster d1 | sed -n '1,3p'
+echo "== prep"; t "$N" --db "$DB" "${G[@]}" prep --fit --cluster d1 --train-until "$until" | tail -4
+echo "== train"; t "$N" --db "$DB" "${G[@]}" train --cluster d1 --notes "D1 scale" | sed -n 1,3p
+echo "== eval"; t "$N" --db "$DB" "${G[@]}" eval --cluster d1 | sed -n '1,3p'
 du -sh "$W"/d1.db
