@@ -3,7 +3,9 @@
 # (30 nodes, 8 days at 15 s, 116 metrics, ~1,400 jobs, anomaly ratio 0.5 %),
 # trained on the first 60 % of the time, evaluated on the rest with the
 # paper's protocol and the fixed threshold rule.
-#   bench/accuracy.sh NSENTRY_BINARY WORKDIR [ablation|contamination|all]
+#   bench/accuracy.sh NSENTRY_BINARY WORKDIR [ablation|baselines|contamination|all]
+# baselines: the z-score and autoencoder baselines (--variant zscore|ae) on the
+# ablation set, with the full method's clusters and thresholds.
 set -euo pipefail
 N=$1
 W=$2
@@ -33,6 +35,12 @@ if [ "$what" = ablation ] || [ "$what" = all ]; then
   make_set "$W/d2.db" 0
   for v in full c1 c4 c5; do
     evaluate "$W/d2.db" "ablation-$v" "" "--variant $v"
+  done
+fi
+if [ "$what" = baselines ] || [ "$what" = all ]; then
+  [ "$what" = all ] || make_set "$W/d2.db" 0
+  for v in zscore ae; do
+    evaluate "$W/d2.db" "baseline-$v" "" "--variant $v"
   done
 fi
 if [ "$what" = contamination ] || [ "$what" = all ]; then

@@ -31,6 +31,8 @@
     "Of each metric pair with Pearson r at or above this on training data, one is dropped.")       \
   X(prep, prep_trim, DOUBLE, "0.05", 0.0, 0.49, "",                                                 \
     "Fraction of training values excluded at each end before mean/sigma are computed.")            \
+  X(prep, prep_exclude, STRING, "", 0, 0, "",                                                       \
+    "Metrics left out of the models: comma-separated globs on aggregated names (e.g. load5,load15).") \
   X(prep, prep_clip, DOUBLE, "5", 0.1, 1000, "", "Standardised values are clipped to [-clip, clip].") \
   X(prep, prep_min_segment, DURATION, "3m", 0, 604800000, "", "Job or idle segments shorter than this are dropped.") \
   X(prep, prep_aggregate, STRING, "*cpu#_*=mean,*core#_*=mean,*gpu#_*=mean,*numa#_*=sum,*eth#_*=sum,*ib#_*=sum,*nvme#_*=sum", 0, 0, "", \
@@ -77,6 +79,7 @@
   X(detect, train_robust, BOOL, "yes", 0, 1, "", "Contamination-robust training in rounds (Refine).") \
   X(detect, train_robust_percentile, DOUBLE, "95", 50, 100, "", "Windows above this reconstruction-error percentile are dropped each round.") \
   X(detect, train_robust_rounds, INT, "4", 1, 100, "", "Maximum robust-training rounds.")        \
+  X(detect, train_calib_robust, BOOL, "yes", 0, 1, "", "Thresholds ignore the calibration stretches the level rule itself flags, re-taken until they settle.") \
   X(detect, train_min_windows, INT, "512", 0, 1000000, "",                                            \
     "A cluster whose representatives give fewer training windows is given its next-nearest members too.") \
   X(detect, train_max_series, INT, "200", 1, 100000, "", "Most member segments one cluster's model trains on.") \

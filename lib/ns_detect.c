@@ -23,8 +23,12 @@ void ns_library_free(ns_library *lib) {
   if (!lib) return;
   ns_prep_params_free(lib->prep);
   ns_clib_free(lib->clib);
-  for (size_t i = 0; i < lib->n_models; i++) ns_model_free(lib->models[i]);
+  for (size_t i = 0; i < lib->n_models; i++) {
+    if (lib->models) ns_model_free(lib->models[i]);
+    if (lib->baselines) ns_baseline_free(lib->baselines[i]);
+  }
   free(lib->models);
+  free(lib->baselines);
   if (lib->metrics)
     for (size_t i = 0; i < lib->M; i++) free(lib->metrics[i]);
   free(lib->metrics);
@@ -55,11 +59,67 @@ ns_status ns_library_params_parse(const char *json, ns_library_params *p) {
   return st;
 }
 
+/* ---- a cluster's reconstruction model, whichever kind ----
+ * Scoring reaches each cluster's model only through these calls, so the
+ * Transformer (ns_model) and the baselines of variants zscore/ae
+ * (ns_baseline) share matching, thresholds, intervals and top metrics. */
+
+typedef struct recon {
+  const ns_model *model; /* exactly one of the two is set */
+  const ns_baseline *base;
+} recon;
+
+static recon cluster_recon(const ns_library *lib, size_t c) { return (recon){lib->models[c], lib->baselines[c]}; }
+
+static bool recon_loaded(recon r) { return r.model || r.base; }
+
+static const ns_score_stats *recon_stats(recon r) {
+  return r.base ? ns_baseline_score_stats(r.base) : ns_model_score_stats(r.model);
+}
+
+/* Reconstruct x (T x M) as the cluster's representative `rep` would look,
+ * then per-point scores and the per-metric terms that sum to them. */
+static ns_status recon_score(recon r, const float *x, size_t T, size_t rep, float *xhat, float *score, float *merr) {
+  ns_status s;
+  if (r.base) {
+    if (!(s = ns_baseline_reconstruct(r.base, x, T, xhat))) ns_baseline_score(r.base, x, xhat, T, score, merr);
+    return s;
+  }
+  int nseg = ns_model_get_hparams(r.model)->n_segments;
+  if (!(s = ns_model_reconstruct(r.model, x, T, (int)rep < nseg ? (int)rep : 0, xhat)))
+    ns_model_score(r.model, x, xhat, T, score, merr);
+  return s;
+}
+
+/* A models-row blob into cluster c's slot: a baseline when the library's
+ * variant says so or the blob is one, else a Transformer. A zscore/ae
+ * library holds baselines of its own kind only. */
+static ns_status recon_load(ns_library *lib, size_t c, const void *blob, size_t n) {
+  const char *const *names = (const char *const *)lib->metrics;
+  ns_baseline_kind want;
+  bool base_lib = ns_variant_baseline(lib->variant, &want);
+  ns_model_free(lib->models[c]);
+  lib->models[c] = NULL;
+  ns_baseline_free(lib->baselines[c]);
+  lib->baselines[c] = NULL;
+  if (!base_lib && !ns_baseline_blob_is(blob, n)) return ns_model_load(blob, n, names, lib->M, &lib->models[c]);
+  ns_status s = ns_baseline_load(blob, n, names, lib->M, &lib->baselines[c]);
+  if (!s && base_lib && ns_baseline_get_kind(lib->baselines[c]) != want) {
+    s = ns_errorf(NS_ERR_CORRUPT, "a %s baseline in a %s library",
+                  ns_baseline_kind_name(ns_baseline_get_kind(lib->baselines[c])), ns_variant_name(lib->variant));
+    ns_baseline_free(lib->baselines[c]);
+    lib->baselines[c] = NULL;
+  }
+  return s;
+}
+
 static ns_status load_models(ns_store *st, ns_library *lib) {
   ns_db_stmt *q = NULL;
   bool row;
   lib->n_models = lib->clib->n_clusters;
-  if (!(lib->models = calloc(lib->n_models ? lib->n_models : 1, sizeof *lib->models))) return NS_ERR_NOMEM;
+  size_t nm = lib->n_models ? lib->n_models : 1;
+  if (!(lib->models = calloc(nm, sizeof *lib->models)) || !(lib->baselines = calloc(nm, sizeof *lib->baselines)))
+    return NS_ERR_NOMEM;
   ns_status s = ns_db_prepare(ns_store_db(st), "SELECT cluster_id, blob FROM models WHERE library_id = ?1 AND blob IS NOT NULL", &q);
   if (!s) s = ns_db_bind_int64(q, 1, lib->id);
   while (!s && !(s = ns_db_step(q, &row)) && row) {
@@ -68,9 +128,7 @@ static ns_status load_models(ns_store *st, ns_library *lib) {
     const void *blob = ns_db_col_blob(q, 1, &n);
     for (size_t c = 0; c < lib->clib->n_clusters; c++) {
       if (lib->clib->clusters[c].db_id != cid) continue;
-      ns_model_free(lib->models[c]);
-      lib->models[c] = NULL;
-      if ((s = ns_model_load(blob, n, (const char *const *)lib->metrics, lib->M, &lib->models[c])))
+      if ((s = recon_load(lib, c, blob, n)))
         s = ns_errorf(s, "model of cluster %lld: %s", (long long)cid, ns_err_detail());
       break;
     }
@@ -78,7 +136,7 @@ static ns_status load_models(ns_store *st, ns_library *lib) {
   ns_db_finalize(q);
   if (s) return s;
   for (size_t c = 0; c < lib->n_models; c++) {
-    if (lib->models[c]) continue;
+    if (recon_loaded(cluster_recon(lib, c))) continue;
     return ns_errorf(NS_ERR_NOTFOUND, "model library %s has no model for cluster %zu", lib->version, c);
   }
   return NS_OK;
@@ -160,9 +218,8 @@ static int cmp_contrib(const void *a, const void *b) {
 }
 
 /* Thresholds, intervals and top metrics from per-point scores. */
-static ns_status summarise(const ns_model *model, const ns_segment *seg, const float *xhat, const float *merr,
+static ns_status summarise(const ns_score_stats *ss, const ns_segment *seg, const float *xhat, const float *merr,
                            const ns_config *cfg, ns_node_verdict *v) {
-  const ns_score_stats *ss = ns_model_score_stats(model);
   v->noise_floor = ns_score_stats_quantile(ss, ns_cfg_double(cfg, NS_CFG_detect_noise_quantile));
   v->threshold = ns_cfg_double(cfg, NS_CFG_detect_level_factor) *
                  ns_score_stats_quantile(ss, ns_cfg_double(cfg, NS_CFG_detect_level_quantile));
@@ -261,22 +318,19 @@ ns_status ns_detect_prepped(const ns_library *lib, const ns_segment *seg, const 
     s = ns_errorf(NS_ERR_NOTFOUND, "model library %s has no cluster to match", lib->version);
     goto done;
   }
-  const ns_model *model = lib->models[best.cluster];
+  recon model = cluster_recon(lib, best.cluster);
   v->cluster = best.label;
   v->cluster_db_id = best.db_id;
   v->new_pattern = best.unmatched;
   v->match_distance = best.distance;
-  int nseg = ns_model_get_hparams(model)->n_segments;
-  int code = (int)best.nearest_rep < nseg ? (int)best.nearest_rep : 0;
   xhat = malloc(T * M * sizeof *xhat);
   merr = malloc(T * M * sizeof *merr);
   if (!xhat || !merr) {
     s = NS_ERR_NOMEM;
     goto done;
   }
-  if ((s = ns_model_reconstruct(model, seg->x, T, code, xhat))) goto done;
-  ns_model_score(model, seg->x, xhat, T, v->score, merr);
-  s = summarise(model, seg, xhat, merr, cfg, v);
+  if ((s = recon_score(model, seg->x, T, best.nearest_rep, xhat, v->score, merr))) goto done;
+  s = summarise(recon_stats(model), seg, xhat, merr, cfg, v);
   v->scored = !s;
 done:
   free(xhat);

@@ -3,6 +3,7 @@
 #include "ns_model.h"
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,11 @@ ns_status ns_model_hparams_resolve(ns_model_hparams *hp) {
 
 /* ---------------- score statistics ---------------- */
 
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
 static int cmp_float(const void *a, const void *b) {
   float x = *(const float *)a, y = *(const float *)b;
   return (x > y) - (x < y);
@@ -147,6 +153,148 @@ ns_status ns_score_stats_compute(const float *score, size_t n, ns_score_stats *o
   }
   free(v);
   return NS_OK;
+}
+
+typedef struct mix2 {
+  double w[2], mu[2], var[2];
+} mix2;
+
+/* EM for two Gaussians on l[0..m), the upper one seeded with the values
+ * above split. False when a component empties. */
+static bool mix2_fit(const double *l, size_t m, double split, mix2 *g) {
+  memset(g, 0, sizeof *g);
+  for (size_t i = 0; i < m; i++) {
+    int k = l[i] > split;
+    g->w[k] += 1, g->mu[k] += l[i];
+  }
+  if (g->w[0] < 1 || g->w[1] < 1) return false;
+  for (int k = 0; k < 2; k++) g->mu[k] /= g->w[k];
+  for (size_t i = 0; i < m; i++) {
+    int k = l[i] > split;
+    g->var[k] += (l[i] - g->mu[k]) * (l[i] - g->mu[k]);
+  }
+  for (int k = 0; k < 2; k++) g->var[k] = fmax(g->var[k] / g->w[k], 1e-6), g->w[k] /= (double)m;
+  for (int it = 0; it < 200; it++) {
+    double sw[2] = {0}, sx[2] = {0}, sxx[2] = {0};
+    for (size_t i = 0; i < m; i++) {
+      double p[2];
+      for (int k = 0; k < 2; k++)
+        p[k] = g->w[k] / sqrt(g->var[k]) * exp(-0.5 * (l[i] - g->mu[k]) * (l[i] - g->mu[k]) / g->var[k]);
+      double z = p[0] + p[1];
+      double r1 = z > 0 ? p[1] / z : (l[i] > g->mu[1] ? 1 : 0);
+      sw[0] += 1 - r1, sw[1] += r1;
+      sx[0] += (1 - r1) * l[i], sx[1] += r1 * l[i];
+      sxx[0] += (1 - r1) * l[i] * l[i], sxx[1] += r1 * l[i] * l[i];
+    }
+    if (sw[0] < 1 || sw[1] < 1) return false;
+    double moved = 0;
+    for (int k = 0; k < 2; k++) {
+      double nm = sx[k] / sw[k];
+      moved = fmax(moved, fabs(nm - g->mu[k]));
+      g->mu[k] = nm;
+      g->var[k] = fmax(sxx[k] / sw[k] - nm * nm, 1e-6);
+      g->w[k] = sw[k] / (double)m;
+    }
+    if (moved < 1e-6) break;
+  }
+  if (g->mu[0] > g->mu[1]) { /* lower component first */
+    mix2 t = *g;
+    for (int k = 0; k < 2; k++) g->w[k] = t.w[1 - k], g->mu[k] = t.mu[1 - k], g->var[k] = t.var[1 - k];
+  }
+  return true;
+}
+
+/* Contaminated calibration data is bimodal in log score: the cluster's
+ * normal error, and anomalies an order of magnitude or more above it. A
+ * two-component Gaussian mixture on the log scores (EM, the upper component
+ * seeded with the top 10 %, 2 % and 0.5 %; the most separated fit kept)
+ * finds the second mode; only when the two are clearly apart (Ashman's
+ * D >= 4) and the upper one is the minority are its points, those also
+ * beyond mean + 3 sd of the lower one, left out. A unimodal (clean)
+ * distribution is left alone. Returns the count left out. */
+static size_t mixture_trim(const float *score, uint8_t *use, size_t n) {
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) m += use[i];
+  if (m < 100) return 0;
+  double *l = malloc(m * sizeof *l), *srt = malloc(m * sizeof *srt);
+  size_t out = 0;
+  if (!l || !srt) goto done;
+  m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (use[i]) l[m] = srt[m] = log(score[i] > 1e-30f ? score[i] : 1e-30), m++;
+  qsort(srt, m, sizeof *srt, cmp_double);
+  static const double seeds[] = {0.9, 0.98, 0.995};
+  mix2 best = {0};
+  double best_d = 0;
+  for (size_t j = 0; j < sizeof seeds / sizeof *seeds; j++) {
+    mix2 g;
+    if (!mix2_fit(l, m, srt[(size_t)(seeds[j] * (double)(m - 1))], &g)) continue;
+    double d = sqrt(2.0) * (g.mu[1] - g.mu[0]) / sqrt(g.var[0] + g.var[1]);
+    if (g.w[1] < 0.5 && d > best_d) best_d = d, best = g;
+  }
+  if (best_d < 4) goto done;
+  double floor_l = best.mu[0] + 3 * sqrt(best.var[0]);
+  for (size_t i = 0; i < n; i++) {
+    if (!use[i]) continue;
+    double x = log(score[i] > 1e-30f ? score[i] : 1e-30);
+    if (x <= floor_l) continue;
+    double plo = best.w[0] / sqrt(best.var[0]) * exp(-0.5 * (x - best.mu[0]) * (x - best.mu[0]) / best.var[0]);
+    double phi = best.w[1] / sqrt(best.var[1]) * exp(-0.5 * (x - best.mu[1]) * (x - best.mu[1]) / best.var[1]);
+    if (phi > plo || x > best.mu[1]) use[i] = 0, out++;
+  }
+done:
+  free(l);
+  free(srt);
+  return out;
+}
+
+ns_status ns_score_stats_calibrate(const float *score, const uint8_t *keep, size_t n, const size_t *starts,
+                                   size_t n_starts, const ns_calib_rule *rule, ns_score_stats *out, size_t *trimmed) {
+  if (trimmed) *trimmed = 0;
+  if (!out) return ns_errorf(NS_ERR_INVAL, "ns_score_stats_calibrate: NULL output");
+  memset(out, 0, sizeof *out);
+  uint8_t *use = malloc(n ? n : 1), *brk = calloc(n ? n : 1, 1);
+  float *v = malloc((n ? n : 1) * sizeof(float));
+  ns_status st = NS_OK;
+  if (!use || !brk || !v) {
+    st = ns_errorf(NS_ERR_NOMEM, "score stats: %zu values", n);
+    goto done;
+  }
+  for (size_t i = 0; i < n; i++) use[i] = (!keep || keep[i]) && isfinite(score[i]);
+  size_t cut = 0;
+  if (rule && rule->min_run > 0) cut = mixture_trim(score, use, n);
+  for (size_t j = 0; starts && j < n_starts; j++)
+    if (starts[j] < n) brk[starts[j]] = 1;
+  for (int pass = 0; pass < 50; pass++) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+      if (use[i]) v[m++] = score[i];
+    if ((st = ns_score_stats_compute(v, m, out))) goto done;
+    if (!rule || rule->min_run == 0 || !(rule->factor > 0)) break;
+    double tau = rule->factor * ns_score_stats_quantile(out, rule->quantile);
+    size_t dropped = 0;
+    for (size_t i = 0; i < n;) {
+      if (!use[i] || !(score[i] > tau)) {
+        i++;
+        continue;
+      }
+      size_t u = i + 1;
+      while (u < n && use[u] && !brk[u] && score[u] > tau) u++;
+      if (u - i >= rule->min_run) {
+        memset(use + i, 0, u - i);
+        dropped += u - i;
+      }
+      i = u;
+    }
+    if (dropped == 0) break;
+    cut += dropped;
+  }
+  if (trimmed) *trimmed = cut;
+done:
+  free(use);
+  free(brk);
+  free(v);
+  return st;
 }
 
 double ns_score_stats_quantile(const ns_score_stats *s, double p) {

@@ -15,7 +15,8 @@
 #include "ns_prep.h"
 #include "ns_train.h"
 
-static const char *const variant_names[] = {"full", "c1", "c2", "c3", "c4", "c5"};
+static const char *const variant_names[] = {"full", "c1", "c2", "c3", "c4", "c5", "zscore", "ae"};
+_Static_assert(sizeof variant_names / sizeof *variant_names == NS_VARIANT_COUNT_, "one name per ns_variant");
 
 const char *ns_variant_name(ns_variant v) { return (unsigned)v < NS_VARIANT_COUNT_ ? variant_names[v] : "?"; }
 
@@ -25,7 +26,14 @@ ns_status ns_variant_parse(const char *s, ns_variant *out) {
       *out = (ns_variant)i;
       return NS_OK;
     }
-  return ns_errorf(NS_ERR_RANGE, "unknown variant '%s' (full, c1, c2, c3, c4, c5)", s ? s : "");
+  return ns_errorf(NS_ERR_RANGE, "unknown variant '%s' (full, c1, c2, c3, c4, c5, zscore, ae)", s ? s : "");
+}
+
+bool ns_variant_baseline(ns_variant v, ns_baseline_kind *kind) {
+  ns_baseline_kind k = v == NS_VARIANT_ZSCORE ? NS_BASELINE_ZSCORE : NS_BASELINE_DENSE_AE;
+  if (v != NS_VARIANT_ZSCORE && v != NS_VARIANT_AE) return false;
+  if (kind) *kind = k;
+  return true;
 }
 
 static double now_s(void) {
@@ -139,6 +147,15 @@ static double percentile(const float *err, const size_t *idx, size_t n, double p
   return r;
 }
 
+/* The level rule as configured for detection, in points of the training
+ * interval; min_run 0 (plain statistics) when train_calib_robust is off. */
+static ns_calib_rule calib_rule(const ns_config *cfg) {
+  ns_calib_rule r = {ns_cfg_double(cfg, NS_CFG_detect_level_quantile), ns_cfg_double(cfg, NS_CFG_detect_level_factor), 0};
+  int64_t iv = ns_cfg_int(cfg, NS_CFG_prep_interval), dur = ns_cfg_int(cfg, NS_CFG_detect_level_min_duration);
+  if (ns_cfg_bool(cfg, NS_CFG_train_calib_robust)) r.min_run = iv > 0 && dur > iv ? (size_t)((dur + iv - 1) / iv) : 1;
+  return r;
+}
+
 /* Train one cluster's model: windows inside expert anomaly labels are never
  * used; with robust training on, rounds drop the windows whose error is
  * above the percentile and fine-tune on the rest, until the threshold moves
@@ -240,7 +257,9 @@ static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0
   if (s) goto done;
   if (ncalib) {
     ns_score_stats stats;
-    if ((s = ns_train_evaluate(m, r->series, r->n, calib, ncalib, NULL, &stats))) goto done;
+    ns_calib_rule rule = calib_rule(cfg);
+    if ((s = ns_train_calibrate(m, r->series, r->n, calib, ncalib, &rule, &stats, &sum->calibration_trimmed)))
+      goto done;
     ns_model_set_score_stats(m, &stats);
     res.stats = stats;
     sum->calibration_windows = ncalib;
@@ -260,21 +279,24 @@ done:
   return s;
 }
 
-/* Thresholds come from scores the model has not been fitted to: up to `cap`
- * of the cluster's members it was not trained on, spread evenly over them. A
- * cluster whose members were all trained on keeps the training statistics. */
-static ns_status calibrate(ns_store *st, const ns_clib_cluster *c, const ns_clib *lib, ns_model *m,
-                           const uint8_t *used, size_t cap, size_t *n_used) {
-  *n_used = 0;
+/* Up to cap of the cluster's members not trained on (used[i] == 0), spread
+ * evenly over them, as series in *ser (*seg holds the *n slots, *k filled;
+ * free with free_calibration). Nothing to load: *n == 0. */
+static ns_status load_calibration(ns_store *st, const ns_clib_cluster *c, const ns_clib *lib, const uint8_t *used,
+                                  size_t cap, ns_segment ***seg_out, ns_train_series **ser_out, size_t *n_out,
+                                  size_t *k_out) {
+  *seg_out = NULL, *ser_out = NULL, *n_out = *k_out = 0;
   size_t avail = 0;
   for (size_t i = 0; i < c->size; i++) avail += !used[i];
   size_t n = avail < cap ? avail : cap;
   if (n == 0) return NS_OK;
   ns_segment **seg = calloc(n, sizeof *seg);
   ns_train_series *ser = calloc(n, sizeof *ser);
-  ns_status s = (!seg || !ser) ? NS_ERR_NOMEM : NS_OK;
+  *seg_out = seg, *ser_out = ser, *n_out = n;
+  if (!seg || !ser) return NS_ERR_NOMEM;
+  ns_status s = NS_OK;
   size_t k = 0, seen = 0, next = 0;
-  for (size_t i = 0; !s && i < c->size && k < n; i++) {
+  for (size_t i = 0; i < c->size && k < n; i++) {
     if (used[i]) continue;
     if (seen++ != next) continue;
     next = (size_t)((double)(k + 1) * (double)avail / (double)n);
@@ -287,10 +309,33 @@ static ns_status calibrate(ns_store *st, const ns_clib_cluster *c, const ns_clib
     ser[k] = (ns_train_series){seg[k]->x, seg[k]->T, 1.0f, 0};
     k++;
   }
+  *k_out = k;
+  return s;
+}
+
+static void free_calibration(ns_segment **seg, ns_train_series *ser, size_t n) {
+  for (size_t i = 0; seg && i < n; i++) ns_segment_free(seg[i]);
+  free(seg);
+  free(ser);
+}
+
+/* Thresholds come from scores the model has not been fitted to: up to `cap`
+ * of the cluster's members it was not trained on, spread evenly over them. A
+ * cluster whose members were all trained on keeps the training statistics. */
+static ns_status calibrate(ns_store *st, const ns_clib_cluster *c, const ns_clib *lib, ns_model *m,
+                           const uint8_t *used, size_t cap, const ns_calib_rule *rule, size_t *n_used,
+                           size_t *trimmed) {
+  *n_used = 0;
+  ns_segment **seg = NULL;
+  ns_train_series *ser = NULL;
+  size_t n = 0, k = 0;
+  ns_status s = load_calibration(st, c, lib, used, cap, &seg, &ser, &n, &k);
   if (!s && k > 0) {
     ns_score_stats stats;
-    s = ns_train_evaluate(m, ser, k, NULL, 0, NULL, &stats);
+    size_t cut = 0;
+    s = ns_train_calibrate(m, ser, k, NULL, 0, rule, &stats, &cut);
     if (!s) {
+      *trimmed = cut;
       ns_model_set_score_stats(m, &stats);
       *n_used = k;
     } else if (s == NS_ERR_EMPTY || s == NS_ERR_TOO_SHORT) {
@@ -298,9 +343,7 @@ static ns_status calibrate(ns_store *st, const ns_clib_cluster *c, const ns_clib
       s = NS_OK;  /* too short to window: keep the training statistics */
     }
   }
-  for (size_t i = 0; seg && i < n; i++) ns_segment_free(seg[i]);
-  free(seg);
-  free(ser);
+  free_calibration(seg, ser, n);
   return s;
 }
 
@@ -334,10 +377,13 @@ static ns_status insert_library(ns_db *db, const char *version, const char *para
   return s;
 }
 
-static ns_status insert_model(ns_db *db, int64_t lib_id, int64_t cluster_db_id, const ns_model *m) {
+/* b: a baseline instead of m (variants zscore, ae); its blob goes where the
+ * Transformer's does, loaders tell the two apart by their magic. */
+static ns_status insert_model(ns_db *db, int64_t lib_id, int64_t cluster_db_id, const ns_model *m,
+                              const ns_baseline *b) {
   void *buf = NULL;
   size_t n = 0;
-  ns_status s = ns_model_save(m, &buf, &n);
+  ns_status s = b ? ns_baseline_save(b, &buf, &n) : ns_model_save(m, &buf, &n);
   ns_db_stmt *q = NULL;
   bool row;
   if (!s) s = ns_db_prepare(db,
@@ -435,7 +481,8 @@ static void progress(const ns_train_plan *plan, const char *stage, size_t done, 
 /* Saved as a new, inactive library; activated only once complete. A
  * failure leaves nothing behind. */
 static ns_status save_library(ns_store *st, const ns_train_plan *plan, ns_clib *lib, ns_model **models,
-                              int64_t prep_version, const char *prep_cluster, ns_train_summary *out) {
+                              ns_baseline **bases, int64_t prep_version, const char *prep_cluster,
+                              ns_train_summary *out) {
   ns_db *db = ns_store_db(st);
   int64_t lib_id = 0;
   char *params = NULL;
@@ -457,7 +504,8 @@ static ns_status save_library(ns_store *st, const ns_train_plan *plan, ns_clib *
     if (!s) s = ns_db_bind_int64(q, 2, lib_id);
     if (!s) s = ns_db_step(q, &row);
     ns_db_finalize(q);
-    for (size_t c = 0; !s && c < lib->n_clusters; c++) s = insert_model(db, lib_id, lib->clusters[c].db_id, models[c]);
+    for (size_t c = 0; !s && c < lib->n_clusters; c++)
+      s = insert_model(db, lib_id, lib->clusters[c].db_id, models ? models[c] : NULL, bases ? bases[c] : NULL);
     if (s) ns_store_rollback(st);
     else s = ns_store_commit(st);
   }
@@ -633,6 +681,13 @@ static ns_status train_incremental(ns_store *st, const ns_config *cfg, const ns_
   float *feat = NULL;
   ns_status s = ns_library_load_active(st, &old);
   if (s) return ns_errorf(s, "incremental training needs an active library: %s", ns_err_detail());
+  for (size_t c = 0; c < old->n_models; c++)
+    if (!old->models[c]) {
+      s = ns_errorf(NS_ERR_STATE, "incremental training fine-tunes Transformer models; the active library %s is "
+                    "the %s baseline (train a new one instead)", ns_library_version(old), ns_variant_name(old->variant));
+      ns_library_free(old);
+      return s;
+    }
   void *buf = NULL;
   size_t nbuf = 0;
   /* Work on a deep copy of the cluster library. */
@@ -782,7 +837,8 @@ static ns_status train_incremental(ns_store *st, const ns_config *cfg, const ns_
       if (!s) s = train_cluster(cfg, &hp, lib, ci, &r, r.n >= lib->clusters[ci].size, &models[ci], cs);
       cs->n_series = r.n;
       rep_data_free(&r);
-      if (!s) s = calibrate(st, &lib->clusters[ci], lib, models[ci], used, 32, &cs->calibration_segments);
+      if (!s) s = calibrate(st, &lib->clusters[ci], lib, models[ci], used, 32, (ns_calib_rule[]){calib_rule(cfg)},
+                           &cs->calibration_segments, &cs->calibration_trimmed);
       free(used);
       if (s) goto done;
     }
@@ -792,7 +848,7 @@ static ns_status train_incremental(ns_store *st, const ns_config *cfg, const ns_
   out->n_unmatched = unmatched.n;
   out->n_segments = nnew;
   out->seconds_models = now_s() - t0;
-  s = save_library(st, plan, lib, models, old->prep ? 1 : 0, plan->cluster, out);
+  s = save_library(st, plan, lib, models, NULL, old->prep ? 1 : 0, plan->cluster, out);
   if (!s && old->prep) {
     /* Same preprocessing as the library we extend. */
     ns_db_stmt *q = NULL;
@@ -843,8 +899,273 @@ done:
   return s;
 }
 
+/* ---- baseline variants (zscore, ae) ----
+ * The full method's cluster library, but every cluster gets an ns_baseline
+ * instead of a Transformer. It is trained once (no robust rounds: those
+ * refine the Transformer's windows) on the rows of exactly the windows
+ * train_cluster() would train on, and calibrated on the same held-out data:
+ * every fifth window when all members were trained on, then up to 32 unused
+ * members picked as calibrate() picks them, with the same trimming. */
+
+/* train_cluster()'s window: hp.window, shrunk to the median series length
+ * (at least 8) for clusters of short jobs. */
+static int baseline_window(const rep_data *r, int window) {
+  if (r->n == 0) return window;
+  size_t *len = malloc(r->n * sizeof *len);
+  if (!len) return window;
+  for (size_t i = 0; i < r->n; i++) len[i] = r->series[i].T;
+  for (size_t i = 1; i < r->n; i++)
+    for (size_t j = i; j > 0 && len[j - 1] > len[j]; j--) {
+      size_t t = len[j];
+      len[j] = len[j - 1];
+      len[j - 1] = t;
+    }
+  size_t median = len[r->n / 2];
+  free(len);
+  return median < (size_t)window ? (median >= 8 ? (int)median : 8) : window;
+}
+
+/* Per-point scores of b over the rows of s[0..n) whose role has bit `bit`
+ * (role NULL = every row covered by a window of `window` points, as
+ * ns_train_calibrate scores held-out segments). *out malloc'ed. */
+static ns_status baseline_scores(const ns_baseline *b, const ns_train_series *s, size_t n, uint8_t *const *role,
+                                 uint8_t bit, int window, float **out, size_t *n_out) {
+  *out = NULL;
+  *n_out = 0;
+  size_t M = ns_baseline_n_metrics(b), tot = 0, maxT = 0, k = 0;
+  for (size_t i = 0; i < n; i++) {
+    tot += s[i].T;
+    if (s[i].T > maxT) maxT = s[i].T;
+  }
+  float *sc = malloc((tot ? tot : 1) * sizeof *sc), *xh = malloc((maxT ? maxT : 1) * M * sizeof *xh),
+        *pt = malloc((maxT ? maxT : 1) * sizeof *pt);
+  ns_status st = sc && xh && pt ? NS_OK : NS_ERR_NOMEM;
+  for (size_t i = 0; !st && i < n; i++) {
+    size_t T = s[i].T, lo = 0;
+    if (T == 0) continue;
+    /* Windowing without a role: rows [0, T) when the series holds a window. */
+    if (!role && T < (size_t)window) continue;
+    if (role) {
+      while (lo < T && !(role[i][lo] & bit)) lo++;
+      if (lo == T) continue;
+    }
+    if ((st = ns_baseline_reconstruct(b, s[i].x, T, xh))) break;
+    ns_baseline_score(b, s[i].x, xh, T, pt, NULL);
+    for (size_t t = lo; t < T; t++)
+      if (!role || (role[i][t] & bit)) sc[k++] = pt[t];
+  }
+  free(xh);
+  free(pt);
+  if (st) {
+    free(sc);
+    return st;
+  }
+  *out = sc;
+  *n_out = k;
+  return NS_OK;
+}
+
+static ns_status train_baseline_cluster(const ns_config *cfg, ns_baseline_kind kind, const ns_baseline_opts *bo,
+                                        int window0, const ns_clib *lib, size_t ci, rep_data *r, bool holdout,
+                                        ns_baseline **out, int *window_out, ns_train_cluster_summary *sum) {
+  *out = NULL;
+  const ns_clib_cluster *c = &lib->clusters[ci];
+  int window = baseline_window(r, window0);
+  *window_out = window;
+  ns_train_window *w = NULL;
+  ns_train_series *runs = NULL;
+  size_t nw = 0, nkeep = 0, ntrain = 0, ncalib = 0, nruns = 0, nsc = 0, *keep = NULL;
+  float *sc = NULL;
+  ns_baseline *b = NULL;
+  /* Per series and row: bit 1 = in a training window, bit 2 = in a calibration window. */
+  uint8_t **role = calloc(r->n ? r->n : 1, sizeof *role);
+  ns_status s = role ? ns_train_list_windows(r->series, r->n, window, &w, &nw) : NS_ERR_NOMEM;
+  if (!s && !(keep = malloc((nw ? nw : 1) * sizeof *keep))) s = NS_ERR_NOMEM;
+  for (size_t i = 0; !s && i < r->n; i++)
+    if (!(role[i] = calloc(r->series[i].T ? r->series[i].T : 1, 1))) s = NS_ERR_NOMEM;
+  if (s) goto done;
+  sum->windows_total = nw;
+  for (size_t i = 0; i < nw; i++) {
+    const uint8_t *ex = r->excluded[w[i].series];
+    bool bad = false;
+    for (uint32_t t = w[i].start; t < w[i].start + (uint32_t)window && t < r->series[w[i].series].T; t++)
+      bad |= ex[t] != 0;
+    if (bad) sum->windows_labelled++;
+    else keep[nkeep++] = i;
+  }
+  bool split = holdout && nkeep >= 10;
+  for (size_t k = 0; k < nkeep; k++) {
+    const ns_train_window *x = &w[keep[k]];
+    uint8_t bit = split && k % 5 == 4 ? 2 : 1;
+    if (bit == 2) ncalib++;
+    else ntrain++;
+    for (size_t t = x->start; t < x->start + (size_t)window && t < r->series[x->series].T; t++)
+      role[x->series][t] |= bit;
+  }
+  if (ntrain == 0) {
+    s = ns_errorf(NS_ERR_TOO_SHORT, "cluster %d has no training window of %d points (representatives too short "
+                  "or all labelled anomalous)", c->label, window);
+    goto done;
+  }
+  /* The training rows as runs of consecutive rows: the baselines see points,
+   * not windows, so a run stands for its series (same weight). */
+  for (size_t i = 0; i < r->n; i++)
+    for (size_t t = 0; t < r->series[i].T; t++) nruns += (role[i][t] & 1) && (t == 0 || !(role[i][t - 1] & 1));
+  if (!(runs = malloc(nruns * sizeof *runs))) {
+    s = NS_ERR_NOMEM;
+    goto done;
+  }
+  size_t M = lib->M, k = 0;
+  for (size_t i = 0; i < r->n; i++)
+    for (size_t t = 0; t < r->series[i].T; t++) {
+      if (!(role[i][t] & 1)) continue;
+      if (t == 0 || !(role[i][t - 1] & 1))
+        runs[k++] = (ns_train_series){r->series[i].x + t * M, 0, r->series[i].weight, 0};
+      runs[k - 1].T++;
+    }
+  if ((s = ns_baseline_train(kind, (const char *const *)lib->metrics, M, c->mac_weight, runs, nruns, bo, &b)))
+    goto done;
+  sum->rounds = 1;
+  sum->windows_used = ntrain;
+  sum->train_loss = ns_baseline_score_stats(b)->mean; /* mean training score: a baseline has no other loss */
+  if (ncalib) {
+    ns_score_stats stats;
+    if ((s = baseline_scores(b, r->series, r->n, role, 2, window, &sc, &nsc))) goto done;
+    if ((s = ns_score_stats_calibrate(sc, NULL, nsc, NULL, 0, (ns_calib_rule[]){calib_rule(cfg)}, &stats,
+                                            &sum->calibration_trimmed)))
+      goto done;
+    ns_baseline_set_score_stats(b, &stats);
+    sum->calibration_windows = ncalib;
+  }
+  const ns_score_stats *ss = ns_baseline_score_stats(b);
+  sum->score_mean = ss->mean;
+  sum->score_q99 = ns_score_stats_quantile(ss, 0.99);
+  *out = b;
+  b = NULL;
+done:
+  ns_baseline_free(b);
+  for (size_t i = 0; role && i < r->n; i++) free(role[i]);
+  free(role);
+  free(runs);
+  free(sc);
+  free(keep);
+  free(w);
+  return s;
+}
+
+/* calibrate() for a baseline: the same held-out members, the same windows
+ * (`window` points), the same trimming. */
+static ns_status calibrate_baseline(ns_store *st, const ns_clib_cluster *c, const ns_clib *lib, ns_baseline *b,
+                                    const uint8_t *used, size_t cap, int window, const ns_calib_rule *rule, size_t *n_used,
+                                    size_t *trimmed) {
+  *n_used = 0;
+  ns_segment **seg = NULL;
+  ns_train_series *ser = NULL;
+  size_t n = 0, k = 0;
+  ns_status s = load_calibration(st, c, lib, used, cap, &seg, &ser, &n, &k);
+  float *sc = NULL;
+  size_t nsc = 0;
+  if (!s && k > 0) s = baseline_scores(b, ser, k, NULL, 0, window, &sc, &nsc);
+  if (!s && nsc > 0) {
+    ns_score_stats stats;
+    size_t cut = 0;
+    s = ns_score_stats_calibrate(sc, NULL, nsc, NULL, 0, rule, &stats, &cut);
+    if (!s) {
+      *trimmed = cut;
+      ns_baseline_set_score_stats(b, &stats);
+      *n_used = k;
+    } else if (s == NS_ERR_EMPTY) {
+      ns_err_clear();
+      s = NS_OK; /* nothing finite to calibrate on: keep the training statistics */
+    }
+  }
+  free_calibration(seg, ser, n);
+  free(sc);
+  return s;
+}
+
+static ns_status train_baseline_library(ns_store *st, const ns_config *cfg, const ns_train_plan *plan,
+                                        ns_baseline_kind kind, ns_train_summary *out) {
+  double t0 = now_s();
+  ns_clib_params cp;
+  ns_model_hparams hp; /* for the window the Transformer would use */
+  ns_baseline_opts bo;
+  ns_clib *lib = NULL;
+  ns_baseline **bases = NULL;
+  int64_t prep_version = 0;
+  ns_model_hparams_default(&hp);
+  ns_status s = ns_clib_params_from_config(cfg, &cp);
+  if (!s) s = ns_model_hparams_from_config(cfg, &hp);
+  if (!s) s = ns_baseline_opts_from_config(cfg, &bo);
+  if (s) return s;
+  ns_seg_filter f = {plan->cluster, NULL, NULL, -1, plan->split, plan->from_ms, plan->to_ms};
+  if ((s = ns_clib_build_store(st, &f, &cp, plan->progress, plan->progress_ctx, &lib))) return s;
+  out->seconds_features = now_s() - t0;
+  out->n_clusters = lib->n_clusters;
+  for (size_t c = 0; c < lib->n_clusters; c++) out->n_segments += lib->clusters[c].size;
+  if ((s = find_prep(st, plan->cluster, lib, &prep_version))) goto done;
+  if (!(out->clusters = calloc(lib->n_clusters, sizeof *out->clusters)) ||
+      !(bases = calloc(lib->n_clusters, sizeof *bases))) {
+    s = NS_ERR_NOMEM;
+    goto done;
+  }
+  double t1 = now_s();
+  ns_calib_rule trim = calib_rule(cfg);
+  for (size_t c = 0; c < lib->n_clusters; c++) {
+    progress(plan, "models", c, lib->n_clusters);
+    const ns_clib_cluster *cl = &lib->clusters[c];
+    ns_train_cluster_summary *cs = &out->clusters[c];
+    cs->label = cl->label;
+    cs->kind = cl->kind;
+    cs->size = cl->size;
+    cs->n_rep = cl->n_rep;
+    rep_data r = {0};
+    int window = hp.window;
+    uint8_t *used = calloc(cl->size ? cl->size : 1, 1);
+    s = used ? NS_OK : NS_ERR_NOMEM;
+    if (!s)
+      s = load_reps(st, cl, lib, (size_t)hp.window, (size_t)ns_cfg_int(cfg, NS_CFG_train_min_windows),
+                    (size_t)ns_cfg_int(cfg, NS_CFG_train_max_series), &r, used);
+    if (!s) s = train_baseline_cluster(cfg, kind, &bo, hp.window, lib, c, &r, r.n >= cl->size, &bases[c], &window, cs);
+    cs->n_series = r.n;
+    rep_data_free(&r);
+    if (!s)
+      s = calibrate_baseline(st, cl, lib, bases[c], used, 32, window, &trim, &cs->calibration_segments,
+                             &cs->calibration_trimmed);
+    free(used);
+    if (!s && cs->calibration_segments) {
+      const ns_score_stats *ss = ns_baseline_score_stats(bases[c]);
+      cs->score_mean = ss->mean;
+      cs->score_q99 = ns_score_stats_quantile(ss, 0.99);
+    }
+    if (s) {
+      s = ns_errorf(s, "cluster %s-%d: %s", cl->kind == NS_SEG_JOB ? "job" : "idle", cl->label, ns_err_detail());
+      goto done;
+    }
+  }
+  progress(plan, "models", lib->n_clusters, lib->n_clusters);
+  out->seconds_models = now_s() - t1;
+  if ((s = save_library(st, plan, lib, NULL, bases, prep_version, plan->cluster, out))) goto done;
+  out->seconds = now_s() - t0;
+done:
+  for (size_t c = 0; bases && c < lib->n_clusters; c++) ns_baseline_free(bases[c]);
+  free(bases);
+  ns_clib_free(lib);
+  if (s) {
+    free(out->clusters);
+    out->clusters = NULL;
+  }
+  return s;
+}
+
 ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_plan *plan, ns_train_summary *out) {
   memset(out, 0, sizeof *out);
+  ns_baseline_kind bkind;
+  bool baseline = ns_variant_baseline(plan->variant, &bkind);
+  if (baseline && plan->incremental)
+    return ns_errorf(NS_ERR_INVAL, "variant %s: baselines are trained anew, not incrementally",
+                     ns_variant_name(plan->variant));
+  if (baseline) return train_baseline_library(st, cfg, plan, bkind, out);
   if (plan->incremental) return train_incremental(st, cfg, plan, out);
   double t0 = now_s();
   ns_clib_params cp;
@@ -911,7 +1232,8 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
     if (!s) s = train_cluster(cfg, &hp, lib, c, &r, r.n >= lib->clusters[c].size, &models[c], cs);
     cs->n_series = r.n;
     rep_data_free(&r);
-    if (!s) s = calibrate(st, &lib->clusters[c], lib, models[c], used, 32, &cs->calibration_segments);
+    if (!s) s = calibrate(st, &lib->clusters[c], lib, models[c], used, 32, (ns_calib_rule[]){calib_rule(cfg)},
+                           &cs->calibration_segments, &cs->calibration_trimmed);
     free(used);
     if (!s && cs->calibration_segments) {
       const ns_score_stats *ss = ns_model_score_stats(models[c]);
@@ -926,7 +1248,7 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
   }
   progress(plan, "models", lib->n_clusters, lib->n_clusters);
   out->seconds_models = now_s() - t1;
-  if ((s = save_library(st, plan, lib, models, prep_version, plan->cluster, out))) goto fail;
+  if ((s = save_library(st, plan, lib, models, NULL, prep_version, plan->cluster, out))) goto fail;
   out->seconds = now_s() - t0;
   for (size_t c = 0; c < lib->n_clusters; c++) ns_model_free(models[c]);
   free(models);

@@ -12,8 +12,11 @@
  *         job segments
  *   c4    no between-segment position embedding
  *   c5    dense FFN instead of MoE
- * (docs/ablations.md). The z-score and dense-autoencoder baselines exist as
- * library code (ns_baseline.h) but are not yet selectable here. */
+ *   zscore  the full method's clusters, but each cluster's model is the
+ *           per-metric z-score baseline (ns_baseline.h)
+ *   ae      the same with the dense per-point autoencoder baseline
+ * (docs/ablations.md). Baselines train once on the windows the Transformer
+ * would get (no robust rounds) and are calibrated on the same held-out data. */
 #ifndef NS_PIPELINE_H
 #define NS_PIPELINE_H
 #include <stdbool.h>
@@ -26,7 +29,7 @@
 #include "ns_store.h"
 
 typedef enum { NS_VARIANT_FULL = 0, NS_VARIANT_C1, NS_VARIANT_C2, NS_VARIANT_C3, NS_VARIANT_C4, NS_VARIANT_C5,
-               NS_VARIANT_COUNT_ } ns_variant;
+               NS_VARIANT_ZSCORE, NS_VARIANT_AE, NS_VARIANT_COUNT_ } ns_variant;
 NS_API const char *ns_variant_name(ns_variant v);
 /* NS_ERR_RANGE naming the choices if unknown. */
 NS_API ns_status ns_variant_parse(const char *s, ns_variant *out);
@@ -52,6 +55,7 @@ typedef struct ns_train_cluster_summary {
   double train_loss, score_mean, score_q99; /* threshold statistics (calibration set if any) */
   size_t calibration_segments;  /* held-out members the thresholds were taken from */
   size_t calibration_windows;   /* or held-out windows, when every member was trained on */
+  size_t calibration_trimmed;   /* calibration points left out as anomalous (train_calib_robust) */
   bool finetuned, is_new;
 } ns_train_cluster_summary;
 
@@ -68,7 +72,9 @@ NS_API void ns_train_summary_clear(ns_train_summary *s);
 /* Train (or, with plan->incremental, update) a model library from stored
  * segments. Incremental: segments that match an existing cluster fine-tune
  * its model for a few epochs; unmatched segments are clustered among
- * themselves and the new clusters get new models (paper §3.5). */
+ * themselves and the new clusters get new models (paper §3.5). Baseline
+ * variants (zscore, ae) are never incremental: NS_ERR_INVAL for such a plan,
+ * NS_ERR_STATE when the active library is a baseline. */
 NS_API ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_plan *plan,
                                    ns_train_summary *out);
 

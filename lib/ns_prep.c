@@ -2,6 +2,7 @@
 #include "ns_prep.h"
 #include "ns_hash.h"
 #include <ctype.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,7 @@ void ns_prep_opts_default(ns_prep_opts *o) {
   o->trim = 0.05;
   o->clip = 5;
   o->rules = NS_PREP_DEFAULT_RULES;
+  o->exclude = NULL;
 }
 
 void ns_prep_opts_from_config(const ns_config *cfg, ns_prep_opts *o) {
@@ -72,6 +74,26 @@ void ns_prep_opts_from_config(const ns_config *cfg, ns_prep_opts *o) {
   o->trim = ns_cfg_double(cfg, NS_CFG_prep_trim);
   o->clip = ns_cfg_double(cfg, NS_CFG_prep_clip);
   o->rules = ns_cfg_str(cfg, NS_CFG_prep_aggregate);
+  o->exclude = ns_cfg_str(cfg, NS_CFG_prep_exclude);
+}
+
+/* Does name match one of the comma-separated globs? */
+static bool excluded(const char *globs, const char *name) {
+  if (!globs) return false;
+  char pat[256];
+  for (const char *p = globs; *p;) {
+    while (*p == ',' || isspace((unsigned char)*p)) p++;
+    size_t n = strcspn(p, ",");
+    size_t m = n;
+    while (m > 0 && isspace((unsigned char)p[m - 1])) m--;
+    if (m > 0 && m < sizeof pat) {
+      memcpy(pat, p, m);
+      pat[m] = 0;
+      if (fnmatch(pat, name, 0) == 0) return true;
+    }
+    p += n;
+  }
+  return false;
 }
 
 static ns_status check_opts(const ns_prep_opts *o) {
@@ -803,6 +825,28 @@ static double pair_r(const ns_prep_fit *f, size_t i, size_t j, size_t R) {
   return fmax(-1.0, fmin(1.0, r));
 }
 
+/* Record a dropped metric (false: out of memory). */
+static bool add_drop(ns_prep_params *p, size_t *cap, const char *dropped, const char *kept, double r) {
+  if (p->n_drop == *cap) {
+    size_t nc = *cap ? *cap * 2 : 16;
+    drop_pair *d = realloc(p->drop, nc * sizeof *d);
+    if (!d) return false;
+    p->drop = d;
+    *cap = nc;
+  }
+  drop_pair *d = &p->drop[p->n_drop];
+  d->dropped = strdup(dropped);
+  d->kept = strdup(kept);
+  d->r = r;
+  if (!d->dropped || !d->kept) {
+    free(d->dropped);
+    free(d->kept);
+    return false;
+  }
+  p->n_drop++;
+  return true;
+}
+
 ns_status ns_prep_fit_end(ns_prep_fit *f, ns_prep_params **out) {
   *out = NULL;
   if (!f) return ns_errorf(NS_ERR_INVAL, "ns_prep_fit_end: no fit");
@@ -813,9 +857,23 @@ ns_status ns_prep_fit_end(ns_prep_fit *f, ns_prep_params **out) {
     return ns_errorf(NS_ERR_EMPTY, "no training data to fit preprocessing on");
   }
   const size_t R = p->n_red;
+  size_t cap = 0;
+  /* Metrics the site excluded (prep_exclude) are recorded like a dropped
+   * pair, kept = "prep_exclude", so the artifact says why they are gone. */
+  for (size_t i = 0; i < R; i++) {
+    if (!p->red[i].kept || !excluded(p->o.exclude, p->red[i].name)) continue;
+    p->red[i].kept = 0;
+    if (!add_drop(p, &cap, p->red[i].name, "prep_exclude", 0)) goto nomem;
+  }
+  p->o.exclude = NULL; /* points into the caller's config; not part of the artifact */
+  size_t left = 0;
+  for (size_t i = 0; i < R; i++) left += p->red[i].kept;
+  if (left == 0) {
+    ns_prep_fit_free(f);
+    return ns_errorf(NS_ERR_EMPTY, "prep_exclude leaves none of the %zu metrics to model", R);
+  }
   /* Greedy in name order: a metric survives unless an earlier survivor
    * correlates with it at |r| >= threshold. */
-  size_t cap = 0;
   for (size_t i = 0; i < R; i++) {
     if (!p->red[i].kept) continue;
     for (size_t j = i + 1; j < R; j++) {
@@ -823,17 +881,7 @@ ns_status ns_prep_fit_end(ns_prep_fit *f, ns_prep_params **out) {
       double r = pair_r(f, i, j, R);
       if (fabs(r) < p->o.corr_threshold) continue;
       p->red[j].kept = 0;
-      if (p->n_drop == cap) {
-        cap = cap ? cap * 2 : 16;
-        drop_pair *d = realloc(p->drop, cap * sizeof *d);
-        if (!d) goto nomem;
-        p->drop = d;
-      }
-      drop_pair *d = &p->drop[p->n_drop++];
-      d->dropped = strdup(p->red[j].name);
-      d->kept = strdup(p->red[i].name);
-      d->r = r;
-      if (!d->dropped || !d->kept) goto nomem;
+      if (!add_drop(p, &cap, p->red[j].name, p->red[i].name, r)) goto nomem;
     }
   }
   for (size_t r = 0; r < R; r++)

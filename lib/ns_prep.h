@@ -30,6 +30,7 @@ typedef struct ns_prep_opts {
   double trim;             /* prep_trim */
   double clip;             /* prep_clip */
   const char *rules;       /* prep_aggregate; NULL = NS_PREP_DEFAULT_RULES */
+  const char *exclude;     /* prep_exclude: comma-separated globs on aggregated names; used by the fit only */
 } ns_prep_opts;
 
 /* Defaults of the config table. */

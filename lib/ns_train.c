@@ -63,8 +63,9 @@ static ns_status check_data(const ns_train_series *s, size_t n, int M, int n_seg
 
 /* ---------------- evaluation ---------------- */
 
-ns_status ns_train_evaluate(const ns_model *m, const ns_train_series *s, size_t n, const size_t *windows,
-                            size_t n_windows, float *window_error, ns_score_stats *stats) {
+static ns_status evaluate(const ns_model *m, const ns_train_series *s, size_t n, const size_t *windows,
+                         size_t n_windows, float *window_error, ns_score_stats *stats, const ns_calib_rule *rule,
+                         size_t *trimmed) {
   if (!m) return ns_errorf(NS_ERR_INVAL, "ns_train_evaluate: NULL model");
   int M = m->sh.M, W = m->hp.window;
   ns_status st = check_data(s, n, M, m->hp.n_segments);
@@ -120,7 +121,11 @@ ns_status ns_train_evaluate(const ns_model *m, const ns_train_series *s, size_t 
     np = 0;
     for (size_t i = 0; i < tot; i++)
       if (use[i]) pick[np++] = score[i];
-    if ((st = ns_score_stats_compute(pick, np, stats))) goto done;
+    if (rule) {
+      if ((st = ns_score_stats_calibrate(score, use, tot, off, n, rule, stats, trimmed))) goto done;
+    } else if ((st = ns_score_stats_compute(pick, np, stats))) {
+      goto done;
+    }
   }
 done:
   free(off);
@@ -130,6 +135,19 @@ done:
   free(use);
   free(pick);
   return st;
+}
+
+ns_status ns_train_evaluate(const ns_model *m, const ns_train_series *s, size_t n, const size_t *windows,
+                            size_t n_windows, float *window_error, ns_score_stats *stats) {
+  return evaluate(m, s, n, windows, n_windows, window_error, stats, NULL, NULL);
+}
+
+ns_status ns_train_calibrate(const ns_model *m, const ns_train_series *s, size_t n, const size_t *windows,
+                             size_t n_windows, const ns_calib_rule *rule, ns_score_stats *stats, size_t *trimmed) {
+  if (trimmed) *trimmed = 0;
+  if (!stats) return ns_errorf(NS_ERR_INVAL, "ns_train_calibrate: NULL statistics");
+  ns_calib_rule none = {0};
+  return evaluate(m, s, n, windows, n_windows, NULL, stats, rule ? rule : &none, trimmed);
 }
 
 /* ---------------- trainer ---------------- */

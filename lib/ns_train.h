@@ -81,5 +81,11 @@ NS_API ns_status ns_train_finetune(ns_model *m, const ns_train_series *s, size_t
  * the listed windows (windows NULL = all; stats may be NULL). */
 NS_API ns_status ns_train_evaluate(const ns_model *m, const ns_train_series *s, size_t n, const size_t *windows,
                                    size_t n_windows, float *window_error, ns_score_stats *stats);
+/* Threshold statistics from data the model was not fitted to: as
+ * ns_train_evaluate, with the runs the level rule flags left out
+ * (ns_score_stats_calibrate; rule NULL = keep all). */
+NS_API ns_status ns_train_calibrate(const ns_model *m, const ns_train_series *s, size_t n, const size_t *windows,
+                                    size_t n_windows, const ns_calib_rule *rule, ns_score_stats *stats,
+                                    size_t *trimmed);
 
 #endif

@@ -70,12 +70,13 @@ int cmd_train(int argc, char **argv, ns_config *cfg) {
     case 'i': plan.incremental = true; break;
     case 'h':
       printf("usage: nsentry train [--cluster NAME] [--split S|any] [--from T] [--to T]\n"
-             "                     [--variant full|c1|c2|c3|c4|c5] [--no-activate] [--notes TEXT] [--incremental]\n"
+             "                     [--variant full|c1|c2|c3|c4|c5|zscore|ae] [--no-activate] [--notes TEXT] [--incremental]\n"
              "Train a model library from the stored segments (default split 'train'): features, HAC with\n"
              "the silhouette-chosen k, one Transformer-MoE per cluster (contamination-robust rounds when\n"
              "train_robust=yes), threshold statistics. The new library becomes active unless --no-activate.\n"
              "--incremental: new segments fine-tune the clusters they match; unmatched ones form new clusters.\n"
-             "Variants are the paper's ablations (docs/ablations.md).\n");
+             "Variants are the paper's ablations (docs/ablations.md); zscore and ae keep the full method's\n"
+             "clusters but give each cluster the z-score or dense-autoencoder baseline instead of a model.\n");
       return 0;
     default: return 2;
     }
@@ -93,15 +94,16 @@ int cmd_train(int argc, char **argv, ns_config *cfg) {
          "(features+clustering %.1f s, models %.1f s)\n",
          sum.version, (long long)sum.library_id, ns_variant_name(plan.variant), plan.activate ? ", active" : "",
          sum.n_segments, sum.n_clusters, sum.seconds, sum.seconds_features, sum.seconds_models);
-  printf("%-10s %6s %5s %8s %8s %8s %6s %10s %5s %10s %10s\n", "cluster", "size", "train", "windows", "used",
-         "labelled", "rounds", "loss", "calib", "score-mean", "score-q99");
+  printf("%-10s %6s %5s %8s %8s %8s %6s %10s %5s %7s %10s %10s\n", "cluster", "size", "train", "windows", "used",
+         "labelled", "rounds", "loss", "calib", "trimmed", "score-mean", "score-q99");
   for (size_t i = 0; i < sum.n_clusters; i++) {
     const ns_train_cluster_summary *cs = &sum.clusters[i];
     char name[32];
     snprintf(name, sizeof name, "%s-%d", cs->kind == NS_SEG_JOB ? "job" : "idle", cs->label);
-    printf("%-10s %6zu %5zu %8zu %8zu %8zu %6d %10.4g %5zu %10.4g %10.4g\n", name, cs->size, cs->n_series,
+    printf("%-10s %6zu %5zu %8zu %8zu %8zu %6d %10.4g %5zu %7zu %10.4g %10.4g\n", name, cs->size, cs->n_series,
            cs->windows_total, cs->windows_used, cs->windows_labelled, cs->rounds, cs->train_loss,
-           cs->calibration_segments ? cs->calibration_segments : cs->calibration_windows, cs->score_mean, cs->score_q99);
+           cs->calibration_segments ? cs->calibration_segments : cs->calibration_windows, cs->calibration_trimmed,
+           cs->score_mean, cs->score_q99);
   }
   ns_train_summary_clear(&sum);
   ns_store_close(st);

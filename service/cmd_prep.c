@@ -34,7 +34,7 @@ void ns_cmd_prep_print_summary(const char *cluster, const ns_prep_summary *s, in
   }
   printf("\n");
   printf("  nodes        %zu preprocessed, %zu skipped\n", s->nodes, s->skipped_nodes);
-  printf("  metrics      %zu in -> %zu after aggregation -> %zu out (%zu dropped as correlated)\n", s->metrics_in,
+  printf("  metrics      %zu in -> %zu after aggregation -> %zu out (%zu dropped as correlated or excluded)\n", s->metrics_in,
          s->metrics_reduced, s->metrics_out, s->dropped);
   ns_prep_params *p = NULL;
   if (st && s->dropped && ns_prep_store_load(st, cluster, 0, &p) == NS_OK) {
@@ -43,7 +43,8 @@ void ns_cmd_prep_print_summary(const char *cluster, const ns_prep_summary *s, in
       const char *d, *k;
       double r;
       ns_prep_dropped(p, i, &d, &k, &r);
-      printf("    dropped %-34s kept %-34s r=%+.4f\n", d, k, r);
+      if (strcmp(k, "prep_exclude") == 0) printf("    dropped %-34s (prep_exclude)\n", d);
+      else printf("    dropped %-34s kept %-34s r=%+.4f\n", d, k, r);
     }
     if (show < ns_prep_n_dropped(p)) printf("    ... and %zu more\n", ns_prep_n_dropped(p) - show);
   }

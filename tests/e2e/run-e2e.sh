@@ -118,9 +118,10 @@ detect_window = 60s
 detect_level_min_duration = 2s
 # at 1 s sampling a single-sample blip is noise, not a verdict
 detect_min_interval = 3s
-# a dozen 20-s jobs leave a few held-out windows to take thresholds from:
-# their 0.999 quantile is close to their maximum, so less headroom on top
-detect_level_factor = 1.2
+# nsentryd, the DB and the Slurm daemons share this one node: node-wide state
+# they move (commit charge, load averages that still carry the previous job,
+# hypervisor steal) describes the lab, not the job being judged
+prep_exclude = load*,mem_committed,cpu_steal
 EOF
 }
 write_conf spool
@@ -180,16 +181,37 @@ verdict_of() { sacct -j "$1" -X -n -P -o AdminComment | head -n1; }
 
 # ---- 0. train a model library on 12 of this node's own normal jobs (NSENTRY_E2E_TRAIN=0
 # skips it); the verdict checks below run whenever nsentryd has a library.
+# As in production, the library is trained from history recorded while the
+# service already ran with an earlier library: nsentryd shares this node, and
+# loading a library and scoring change node-wide memory (mapped, anonymous)
+# that the jobs judged afterwards see. So a warm-up library from 4 jobs comes
+# first, and the real one is trained on the 12 jobs that ran beside it.
+train_library() { # [--from TIME] -> 0 when trained and loaded by nsentryd
+  local want
+  "$B/service/nsentry" -c "$LAB/nsentry.conf" prep --from-ingest --cluster lab >>"$LAB/log/train.log" 2>&1 &&
+    "$B/service/nsentry" -c "$LAB/nsentry.conf" train --cluster lab "$@" >>"$LAB/log/train.log" 2>&1 || return 1
+  want=$("$B/service/nsentry" -c "$LAB/nsentry.conf" library 2>/dev/null | awk '$3 == "yes" {print $2; exit}')
+  kill -HUP "$NSD"
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$PORT/healthz" | grep -q "\"library\":[[:space:]]*\"${want:-r}" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+run_normal() { # n jobs of 20-24 s
+  local i T
+  for i in $(seq "$1"); do T=$(submit --wrap "sleep $((20 + i % 3 * 2))"); wait_done "$T"; has_segment "$T" || true; done
+}
 LEN=6
 if [ "${NSENTRY_E2E_TRAIN:-1}" != 0 ]; then
   LEN=22
-  for i in $(seq 12); do T=$(submit --wrap "sleep $((20 + i % 3 * 2))"); wait_done "$T"; has_segment "$T" || true; done
+  run_normal 4
+  train_library || echo "  warm-up library not trained (see $LAB/log/train.log); going on"
+  FROM=$(date -u +%Y-%m-%dT%H:%M:%S)
+  run_normal 12
   # The shipped segments become raw telemetry, preprocessing is fitted on
-  # them, and the library is trained on the resulting job segments.
-  if "$B/service/nsentry" -c "$LAB/nsentry.conf" prep --from-ingest --cluster lab >"$LAB/log/train.log" 2>&1 &&
-     "$B/service/nsentry" -c "$LAB/nsentry.conf" train --cluster lab >>"$LAB/log/train.log" 2>&1; then
-    kill -HUP "$NSD"
-    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" | grep -q '"library":[[:space:]]*"' && break; sleep 0.1; done
+  # them, and the library is trained on the job segments since $FROM.
+  if train_library --from "$FROM"; then
     ok "trained a model library on 12 normal jobs"
   else
     nok "training a model library (see $LAB/log/train.log)"
@@ -219,17 +241,12 @@ if curl -sf "http://127.0.0.1:$PORT/healthz" | grep -q '"library":[[:space:]]*"'
   v1=$(wait_verdict "$J1"); v2=$(wait_verdict "$J2")
   echo "  AdminComment: $J1='$v1' $J2='$v2'"
   # token: nsentry:v1;verdict=<normal|anomalous>;score=...
-  # The injected job must be anomalous and score above the normal one. The
-  # normal job's own verdict is reported but does not fail the run: a library
-  # trained on a dozen 20-s jobs takes its thresholds from a few held-out
-  # windows, and one run in four flagged the normal job (issue left open).
+  check "job $J1 verdict normal in sacct AdminComment" bash -c "echo '$v1' | grep -qi 'verdict=normal'"
   check "job $J2 verdict anomalous in sacct AdminComment" bash -c "echo '$v2' | grep -qi 'verdict=anomalous'"
   s1=$(echo "$v1" | grep -o 'score=[0-9.]*' | cut -d= -f2); s2=$(echo "$v2" | grep -o 'score=[0-9.]*' | cut -d= -f2)
   check "injected job $J2 scores above normal job $J1 ($s2 > $s1)" awk -v a="$s2" -v b="$s1" 'BEGIN { exit !(a > b) }'
-  if echo "$v1" | grep -qi 'verdict=normal'; then ok "job $J1 verdict normal in sacct AdminComment"
-  else echo "warn - job $J1 (normal) judged anomalous: $v1"; fi
   "$B/service/nsentry" -c "$LAB/nsentry.conf" sacct -X -P -j "$J1,$J2" -o JobID >"$LAB/log/nsentry-sacct.txt" 2>&1
-  check "nsentry sacct: job $J1 has an Anomaly value" grep -qiE "^$J1\|.*(normal|anomalous)" "$LAB/log/nsentry-sacct.txt"
+  check "nsentry sacct: job $J1 normal" grep -qiE "^$J1\|.*normal" "$LAB/log/nsentry-sacct.txt"
   check "nsentry sacct: job $J2 anomalous" grep -qiE "^$J2\|.*anomalous" "$LAB/log/nsentry-sacct.txt"
   echo "  nsentry sacct -X -j $J1,$J2,$J3 (normal, injected CPU+memory hog, --nsentry-skip):"
   "$B/service/nsentry" -c "$LAB/nsentry.conf" sacct -X -j "$J1,$J2,$J3" -o JobID,JobName%12,State,Elapsed 2>&1 |

@@ -701,3 +701,87 @@ Test(train, balance_loss_keeps_experts_in_use, .timeout = 240) {
   ns_model_free(m);
   for (int i = 0; i < NSER; i++) free(xs[i]);
 }
+
+/* ---- calibration against contamination (ns_score_stats_calibrate) ---- */
+
+/* Log-normal "normal error" from a fixed LCG, deterministic. */
+static void lognormal(float *v, size_t n, double mu, double sd, uint32_t seed) {
+  for (size_t i = 0; i < n; i++) {
+    double u1, u2;
+    seed = seed * 1664525u + 1013904223u, u1 = ((seed >> 8) + 0.5) / 16777216.0;
+    seed = seed * 1664525u + 1013904223u, u2 = ((seed >> 8) + 0.5) / 16777216.0;
+    v[i] = (float)exp(mu + sd * sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+  }
+}
+
+Test(score_stats, calibrate_leaves_clean_data_alone) {
+  enum { N = 20000 };
+  float *v = malloc(N * sizeof *v);
+  lognormal(v, N, -4, 0.8, 7);
+  ns_score_stats plain, cal;
+  cr_assert_eq(ns_score_stats_compute(v, N, &plain), NS_OK);
+  ns_calib_rule rule = {0.999, 1.5, 4};
+  size_t cut = 99;
+  cr_assert_eq(ns_score_stats_calibrate(v, NULL, N, NULL, 0, &rule, &cal, &cut), NS_OK);
+  cr_assert_eq(cut, 0, "unimodal scores: nothing left out (%zu)", cut);
+  cr_assert_float_eq(ns_score_stats_quantile(&cal, 0.999), ns_score_stats_quantile(&plain, 0.999), 1e-9);
+  free(v);
+}
+
+Test(score_stats, calibrate_removes_a_contaminating_mode) {
+  enum { N = 20000, SEG = 200 };
+  float *v = malloc(N * sizeof *v);
+  lognormal(v, N, -4, 0.8, 11);
+  ns_score_stats clean;
+  cr_assert_eq(ns_score_stats_compute(v, N, &clean), NS_OK);
+  /* 10 % anomalous: 10 stretches of 200 points, 100x the normal level. */
+  float *a = malloc(SEG * sizeof *a);
+  for (int k = 0; k < 10; k++) {
+    lognormal(a, SEG, log(2.0), 0.5, 100u + (uint32_t)k);
+    memcpy(v + (size_t)k * 2000 + 500, a, SEG * sizeof *a);
+  }
+  ns_score_stats plain, cal;
+  cr_assert_eq(ns_score_stats_compute(v, N, &plain), NS_OK);
+  ns_calib_rule rule = {0.999, 1.5, 4};
+  size_t cut = 0;
+  cr_assert_eq(ns_score_stats_calibrate(v, NULL, N, NULL, 0, &rule, &cal, &cut), NS_OK);
+  double q_clean = ns_score_stats_quantile(&clean, 0.999), q_plain = ns_score_stats_quantile(&plain, 0.999),
+         q_cal = ns_score_stats_quantile(&cal, 0.999);
+  cr_assert_gt(q_plain, 20 * q_clean, "contamination lifts the plain quantile (%g vs %g)", q_plain, q_clean);
+  cr_assert_geq(cut, 1900, "the anomalous stretches are left out (%zu)", cut);
+  cr_assert_leq(cut, 2300, "and little else (%zu)", cut);
+  cr_assert_lt(q_cal, 1.5 * q_clean, "calibrated quantile %g near the clean %g", q_cal, q_clean);
+  /* Off (min_run 0): plain statistics, nothing left out. */
+  ns_calib_rule off = {0.999, 1.5, 0};
+  cr_assert_eq(ns_score_stats_calibrate(v, NULL, N, NULL, 0, &off, &cal, &cut), NS_OK);
+  cr_assert_eq(cut, 0);
+  cr_assert_float_eq(ns_score_stats_quantile(&cal, 0.999), q_plain, 1e-9);
+  free(a);
+  free(v);
+}
+
+Test(score_stats, calibrate_level_runs_respect_series_starts_and_keep) {
+  /* Flat 1.0 with a 3-point run at 10.0 on each side of a series start: as
+   * one run (6 points) it is left out, split by the start it is two short
+   * runs and stays; masked points never count. (Under 100 points the
+   * mixture step stays out of it, so this is the level rule alone.) */
+  float v[90];
+  for (int i = 0; i < 90; i++) v[i] = 1.0f + 0.001f * (float)(i % 7);
+  for (int i = 42; i < 48; i++) v[i] = 10.0f;
+  ns_calib_rule rule = {0.5, 2.0, 4};
+  ns_score_stats s;
+  size_t cut = 0;
+  cr_assert_eq(ns_score_stats_calibrate(v, NULL, 90, NULL, 0, &rule, &s, &cut), NS_OK);
+  cr_assert_eq(cut, 6);
+  cr_assert_lt(s.max, 2.0);
+  size_t starts[] = {0, 45};
+  cr_assert_eq(ns_score_stats_calibrate(v, NULL, 90, starts, 2, &rule, &s, &cut), NS_OK);
+  cr_assert_eq(cut, 0);
+  cr_assert_float_eq(s.max, 10.0, 1e-6);
+  uint8_t keep[90];
+  memset(keep, 1, sizeof keep);
+  for (int i = 41; i < 49; i++) keep[i] = 0;
+  cr_assert_eq(ns_score_stats_calibrate(v, keep, 90, NULL, 0, &rule, &s, &cut), NS_OK);
+  cr_assert_eq(s.count, 82);
+  cr_assert_eq(ns_score_stats_calibrate(v, NULL, 90, NULL, 0, &rule, NULL, &cut), NS_ERR_INVAL);
+}

@@ -766,3 +766,48 @@ Test(params, config_defaults_match) {
   cr_assert_str_eq(a.rules, b.rules);
   ns_config_free(c);
 }
+
+/* ---- prep_exclude ---- */
+
+Test(exclude, globs_drop_metrics_and_are_recorded) {
+  const char *names[] = {"load1", "load15", "mem_used", "cpu3_user"};
+  ns_mts *m = mk("n1", 4, names);
+  for (int t = 0; t < 40; t++) {
+    double row[4] = {t % 3, (t * 7) % 5, (t * 3) % 11, (t * 5) % 13};
+    add(m, (int64_t)t * I, row);
+  }
+  ns_prep_opts o = opts();
+  o.exclude = " load15 , cpu*";
+  ns_prep_params *p = fit1(&o, m);
+  cr_assert_eq(ns_prep_n_outputs(p), 2, "load1 and mem_used stay");
+  cr_assert_str_eq(ns_prep_output_name(p, 0), "load1");
+  cr_assert_str_eq(ns_prep_output_name(p, 1), "mem_used");
+  cr_assert_eq(ns_prep_n_dropped(p), 2);
+  const char *d, *k;
+  double r;
+  ns_prep_dropped(p, 0, &d, &k, &r);
+  cr_assert_str_eq(d, "cpu_user", "globs match the aggregated name");
+  cr_assert_str_eq(k, "prep_exclude");
+  /* The exclusion is part of the artifact: a reload keeps it. */
+  void *blob = NULL;
+  size_t n = 0;
+  cr_assert_eq(ns_prep_save(p, &blob, &n), NS_OK);
+  ns_prep_params *q = NULL;
+  cr_assert_eq(ns_prep_load(blob, n, &q), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(ns_prep_n_outputs(q), 2);
+  cr_assert_eq(ns_prep_n_dropped(q), 2);
+  free(blob);
+  ns_prep_params_free(q);
+  ns_prep_params_free(p);
+  /* Excluding everything leaves nothing to model: a clear error, not an empty artifact. */
+  ns_prep_fit *f = NULL;
+  o.exclude = "*";
+  cr_assert_eq(ns_prep_fit_begin(&o, &f), NS_OK);
+  cr_assert_eq(ns_prep_fit_add(f, m, NULL), NS_OK);
+  p = NULL;
+  ns_status st = ns_prep_fit_end(f, &p);
+  cr_assert_neq(st, NS_OK);
+  cr_assert_null(p);
+  cr_assert(strstr(ns_err_detail(), "prep_exclude"), "%s", ns_err_detail());
+  ns_mts_free(m);
+}
