@@ -489,9 +489,12 @@ static ns_status build_anomalies(ns_synth *s) {
   double weeks = (double)(s->t1 - s->t0) / (7 * 86400e3);
   for (size_t i = 0; i < s->N; i++) {
     uint64_t r = mix(o->seed ^ 0xa11a, i);
+    /* Contamination draws from its own stream, so that the test period's
+     * anomalies are the same at every contamination level. */
+    uint64_t rc = mix(o->seed ^ 0xc0417a, i);
     size_t first = n;
     ns_status st;
-    if ((st = place_anoms(s, i, s->t0, s->train_until, o->contamination, &r, &v, &n, &cap)) ||
+    if ((st = place_anoms(s, i, s->t0, s->train_until, o->contamination, &rc, &v, &n, &cap)) ||
         (st = place_anoms(s, i, s->train_until, s->t1, o->anomaly_ratio, &r, &v, &n, &cap))) {
       free(v), free(ov);
       return st;
