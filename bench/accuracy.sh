@@ -22,19 +22,22 @@ make_set() {  # db contamination
   "$N" --db "sqlite:$1" prep --fit --cluster d2 --train-until "$until" > "$1.prep"
 }
 
-evaluate() {  # db label global-option train-option
-  local db=$1 label=$2 g=$3 t=$4
+evaluate() {  # db label global-option train-option [eval-option]
+  local db=$1 label=$2 g=$3 t=$4 e=${5:-}
   local t0=$SECONDS
   "$N" --db "sqlite:$db" $g train --cluster d2 $t --notes "$label" > "$W/$label.train"
-  "$N" --db "sqlite:$db" $g eval --cluster d2 --json > "$W/$label.json"
-  "$N" --db "sqlite:$db" $g eval --cluster d2 | sed -n '2,3p' | sed "s/^/$label: /"
+  "$N" --db "sqlite:$db" $g eval --cluster d2 $e --json > "$W/$label.json"
+  "$N" --db "sqlite:$db" $g eval --cluster d2 $e | sed -n '2,3p' | sed "s/^/$label: /"
   echo "$label: $((SECONDS - t0)) s train+eval"
 }
 
 if [ "$what" = ablation ] || [ "$what" = all ]; then
   make_set "$W/d2.db" 0
-  for v in full c1 c4 c5; do
-    evaluate "$W/d2.db" "ablation-$v" "" "--variant $v"
+  # C3 is scored on the test period cut the same way as its training data.
+  for v in full c1 c2 c3 c4 c5; do
+    e=""
+    [ $v = c3 ] && e="--split test-c3"
+    evaluate "$W/d2.db" "ablation-$v" "" "--variant $v" "$e"
   done
 fi
 if [ "$what" = baselines ] || [ "$what" = all ]; then

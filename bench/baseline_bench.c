@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
         for (int k = 0; k < 8; k++) v += mix[k * M + m] * sin(2 * M_PI * (t + 37.0 * i) / (13.0 + 7 * k));
         x[(i * T + t) * M + m] = (float)(v + 0.05 * RND());
       }
-    s[i] = (ns_train_series){x + i * T * M, T, 1.0f, (int)i};
+    s[i] = (ns_train_series){x + i * T * M, T, 1.0f, (int)i, NULL};
   }
   float *xh = malloc(T * M * sizeof *xh), *sc = malloc(T * sizeof *sc), *me = malloc(T * M * sizeof *me);
   for (int kind = 0; kind < NS_BASELINE_COUNT_; kind++) {

@@ -195,7 +195,7 @@ int main(int argc, char **argv) {
 
   // training steps on 50-row windows
   float *xt = series(50 * 64, 138, 3);
-  ns_train_series ts = {xt, 50 * 64, 1.0f, 0};
+  ns_train_series ts = {xt, 50 * 64, 1.0f, 0, NULL};
   int steps = quick ? 10 : 40;
   int cases[][2] = {{1, 1}, {1, 2}, {2, 2}, {16, 1}, {16, 2}};
   for (size_t c = 0; want[2] && c < sizeof cases / sizeof *cases; c++) {
@@ -226,7 +226,7 @@ int main(int argc, char **argv) {
     float *tx[5];
     for (int i = 0; i < 5; i++) {
       tx[i] = series(rows[i], 138, 10 + i);
-      tss[i] = (ns_train_series){tx[i], rows[i], 1.0f - 0.2f * i, i};
+      tss[i] = (ns_train_series){tx[i], rows[i], 1.0f - 0.2f * i, i, NULL};
     }
     for (int thr = 1; thr <= 2; thr++) {
       th.threads = thr;

@@ -148,7 +148,7 @@ int main(int argc, char **argv) {
   size_t rows = 0;
   for (int i = 0; i < nf; i++) {
     size_t T = read_csv(files[i], &M, &xs[i], NULL);
-    s[i] = (ns_train_series){xs[i], T, 1.0f, i};
+    s[i] = (ns_train_series){xs[i], T, 1.0f, i, NULL};
     rows += T;
   }
   char **names = malloc((size_t)M * sizeof(char *));

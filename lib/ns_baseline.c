@@ -729,11 +729,16 @@ typedef struct run_buf {
   size_t *row, n, cap;
 } run_buf;
 
-static ns_status flush_run(ns_store *st, const run_buf *rb, size_t rows, const char *out_split, size_t *piece,
-                           size_t *n_out) {
+static ns_status flush_run(ns_store *st, const run_buf *rb, size_t full, bool keep_tail, const char *out_split,
+                           size_t *piece, size_t *n_out) {
   ns_status s = NS_OK;
   ns_segment *p = NULL;
-  for (size_t off = 0; off + rows <= rb->n; off += rows) {
+  for (size_t off = 0; off < rb->n; off += full) {
+    size_t rows = full;
+    if (off + full > rb->n) {
+      if (!keep_tail || rb->n - off < 2) break;
+      rows = rb->n - off;
+    }
     const ns_segment *s0 = rb->seg[off];
     size_t M = s0->M;
     if ((s = ns_segment_create(rows, M, &p))) return s;
@@ -773,7 +778,7 @@ done:
 }
 
 ns_status ns_c3_equal_cuts(ns_store *st, const char *cluster, const char *src_split, int64_t from_ms,
-                           int64_t to_ms, int64_t cut_ms, const char *out_split, size_t *n_out) {
+                           int64_t to_ms, int64_t cut_ms, bool keep_tail, const char *out_split, size_t *n_out) {
   if (!n_out) return ns_errorf(NS_ERR_INVAL, "C3 cuts: NULL count");
   *n_out = 0;
   if (!st || !cluster || !*cluster) return ns_errorf(NS_ERR_INVAL, "C3 cuts: no store or cluster name");
@@ -844,7 +849,7 @@ ns_status ns_c3_equal_cuts(ns_store *st, const char *cluster, const char *src_sp
         if (rb.n > 0 && prev && ts <= prev_t && g->interval_ms == prev->interval_ms && same_schema(g, prev))
           continue; /* overlapping row already taken from the previous segment */
         if (rb.n > 0 && !contiguous) {
-          if ((s = flush_run(st, &rb, (size_t)(cut_ms / prev->interval_ms), out_split, &piece, n_out))) goto done;
+          if ((s = flush_run(st, &rb, (size_t)(cut_ms / prev->interval_ms), keep_tail, out_split, &piece, n_out))) goto done;
           rb.n = 0;
         }
         if (rb.n == rb.cap) {
@@ -863,7 +868,7 @@ ns_status ns_c3_equal_cuts(ns_store *st, const char *cluster, const char *src_sp
         prev = g, prev_t = ts;
       }
     }
-    if (rb.n > 0 && (s = flush_run(st, &rb, (size_t)(cut_ms / prev->interval_ms), out_split, &piece, n_out)))
+    if (rb.n > 0 && (s = flush_run(st, &rb, (size_t)(cut_ms / prev->interval_ms), keep_tail, out_split, &piece, n_out)))
       goto done;
     i = j;
   }

@@ -110,8 +110,9 @@ NS_API ns_status ns_baseline_ae_loss(const ns_baseline *b, const float *x, size_
  * sources) are grouped per node in time order; consecutive segments are
  * joined where contiguous (next start = previous end + interval, same
  * interval and metric schema), rows outside [from, to] are dropped, and each
- * joined run is cut into pieces of cut_ms / interval rows from its start (a
- * shorter tail is dropped). Pieces are stored as job segments in out_split
+ * joined run is cut into pieces of cut_ms / interval rows from its start; a
+ * shorter tail is dropped, or with keep_tail (scoring data: every point
+ * counts) stored as a last, shorter piece when it has 2 rows or more. Pieces are stored as job segments in out_split
  * with job_id "c3-<node>-<n>" (n counts per node from 0). Previous segments
  * of out_split in the range are deleted first, in the same transaction, so a
  * re-run replaces them. *n_out: pieces stored. Errors: no source segments
@@ -119,6 +120,7 @@ NS_API ns_status ns_baseline_ae_loss(const ns_baseline *b, const float *x, size_
  * src_split (NS_ERR_INVAL), a piece whose job id and start already exist
  * in another split (NS_ERR_EXISTS; the store keys segments without split). */
 NS_API ns_status ns_c3_equal_cuts(ns_store *st, const char *cluster, const char *src_split, int64_t from_ms,
-                                  int64_t to_ms, int64_t cut_ms, const char *out_split, size_t *n_out);
+                                  int64_t to_ms, int64_t cut_ms, bool keep_tail, const char *out_split,
+                                  size_t *n_out);
 
 #endif

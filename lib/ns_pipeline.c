@@ -124,7 +124,7 @@ static ns_status load_reps(ns_store *st, const ns_clib_cluster *c, const ns_clib
     if ((s = mark_expert_anomalies(st, r->seg[i], r->excluded[i]))) return s;
     size_t T = r->seg[i]->T;
     windows += T >= window ? (T + window - 1) / window : 0;
-    r->series[i] = (ns_train_series){r->seg[i]->x, T, i < c->n_rep ? c->rep_weight[i] : 1.0f, (int)i};
+    r->series[i] = (ns_train_series){r->seg[i]->x, T, i < c->n_rep ? c->rep_weight[i] : 1.0f, (int)i, r->excluded[i]};
   }
   return NS_OK;
 }
@@ -306,8 +306,15 @@ static ns_status load_calibration(ns_store *st, const ns_clib_cluster *c, const 
       seg[k] = NULL;
       continue;
     }
-    ser[k] = (ns_train_series){seg[k]->x, seg[k]->T, 1.0f, 0};
+    /* Expert-labelled anomalies would raise the thresholds they are meant to exceed. */
+    uint8_t *skip = calloc(seg[k]->T, 1);
+    if (!skip) {
+      s = NS_ERR_NOMEM;
+      break;
+    }
+    ser[k] = (ns_train_series){seg[k]->x, seg[k]->T, 1.0f, 0, skip};
     k++;
+    if ((s = mark_expert_anomalies(st, seg[k - 1], skip))) break;
   }
   *k_out = k;
   return s;
@@ -315,6 +322,7 @@ static ns_status load_calibration(ns_store *st, const ns_clib_cluster *c, const 
 
 static void free_calibration(ns_segment **seg, ns_train_series *ser, size_t n) {
   for (size_t i = 0; seg && i < n; i++) ns_segment_free(seg[i]);
+  for (size_t i = 0; ser && i < n; i++) free((void *)ser[i].skip);
   free(seg);
   free(ser);
 }
@@ -623,7 +631,7 @@ static ns_status finetune_cluster(ns_store *st, const ns_config *cfg, const ns_c
     if ((s = mark_expert_anomalies(st, r.seg[i], r.excluded[i]))) break;
     /* New segments take the code of the nearest representative slot (0). */
     int code = i < c->n_rep && (int)i < nseg ? (int)i : 0;
-    r.series[i] = (ns_train_series){r.seg[i]->x, r.seg[i]->T, i < c->n_rep ? c->rep_weight[i] : 1.0f, code};
+    r.series[i] = (ns_train_series){r.seg[i]->x, r.seg[i]->T, i < c->n_rep ? c->rep_weight[i] : 1.0f, code, r.excluded[i]};
   }
   ns_train_window *w = NULL;
   size_t nw = 0, nkeep = 0, *keep = NULL;
@@ -1020,7 +1028,7 @@ static ns_status train_baseline_cluster(const ns_config *cfg, ns_baseline_kind k
     for (size_t t = 0; t < r->series[i].T; t++) {
       if (!(role[i][t] & 1)) continue;
       if (t == 0 || !(role[i][t - 1] & 1))
-        runs[k++] = (ns_train_series){r->series[i].x + t * M, 0, r->series[i].weight, 0};
+        runs[k++] = (ns_train_series){r->series[i].x + t * M, 0, r->series[i].weight, 0, NULL};
       runs[k - 1].T++;
     }
   if ((s = ns_baseline_train(kind, (const char *const *)lib->metrics, M, c->mac_weight, runs, nruns, bo, &b)))
@@ -1192,12 +1200,19 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
     /* Equal-length cuts of each node's timeline replace the job segments. */
     size_t ncut = 0;
     if ((s = ns_c3_equal_cuts(st, plan->cluster, plan->split, plan->from_ms, plan->to_ms,
-                              ns_cfg_int(cfg, NS_CFG_ablation_cut), "train-c3", &ncut)))
+                              ns_cfg_int(cfg, NS_CFG_ablation_cut), false, "train-c3", &ncut)))
       return s;
     if (ncut == 0)
       return ns_errorf(NS_ERR_EMPTY, "C3: no node's timeline is as long as ablation_cut (%lld s)",
                        (long long)(ns_cfg_int(cfg, NS_CFG_ablation_cut) / 1000));
     f.split = "train-c3";
+    /* The test period is cut the same way (tails kept: every point is
+     * scored), so that C3 is scored on pieces of the kind its clusters hold,
+     * not on job segments. No test split: nothing to cut. */
+    s = ns_c3_equal_cuts(st, plan->cluster, "test", 0, 0, ns_cfg_int(cfg, NS_CFG_ablation_cut), true, "test-c3",
+                         &out->n_c3_test_cuts);
+    if (s == NS_ERR_EMPTY) ns_err_clear(), s = NS_OK;
+    if (s) return s;
   }
   if (plan->variant == NS_VARIANT_C2)
     s = ns_clib_random_build_store(st, &f, &cp, (uint64_t)ns_cfg_int(cfg, NS_CFG_ablation_seed), plan->progress,

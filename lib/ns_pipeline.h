@@ -66,6 +66,7 @@ typedef struct ns_train_summary {
   double seconds, seconds_features, seconds_models;
   ns_train_cluster_summary *clusters;
   size_t n_unmatched;    /* incremental: segments that formed new clusters */
+  size_t n_c3_test_cuts; /* C3: test-period cuts stored in split "test-c3" for scoring */
 } ns_train_summary;
 NS_API void ns_train_summary_clear(ns_train_summary *s);
 

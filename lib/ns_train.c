@@ -113,6 +113,9 @@ static ns_status evaluate(const ns_model *m, const ns_train_series *s, size_t n,
     } else {
       for (size_t k = 0; k < nw; k++) memset(use + off[wl[k].series] + wl[k].start, 1, (size_t)W);
     }
+    for (size_t i = 0; i < n; i++)
+      if (s[i].skip)
+        for (size_t t = 0; t < s[i].T; t++) use[off[i] + t] &= (uint8_t)!s[i].skip[t];
     for (size_t i = 0; i < tot; i++) np += use[i];
     if (!(pick = malloc((np ? np : 1) * sizeof(float)))) {
       st = ns_errorf(NS_ERR_NOMEM, "score statistics");

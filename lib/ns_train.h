@@ -31,6 +31,7 @@ typedef struct ns_train_series {
   size_t T;
   float weight;   /* closeness weight, finite, >= 0 */
   int code;       /* segment code, 0 <= code < n_segments */
+  const uint8_t *skip; /* T flags: rows left out of score statistics (expert anomalies); NULL = none */
 } ns_train_series;
 
 typedef struct ns_train_window {

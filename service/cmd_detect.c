@@ -94,6 +94,9 @@ int cmd_train(int argc, char **argv, ns_config *cfg) {
          "(features+clustering %.1f s, models %.1f s)\n",
          sum.version, (long long)sum.library_id, ns_variant_name(plan.variant), plan.activate ? ", active" : "",
          sum.n_segments, sum.n_clusters, sum.seconds, sum.seconds_features, sum.seconds_models);
+  if (sum.n_c3_test_cuts)
+    printf("C3: the test period is cut the same way: %zu pieces in split 'test-c3' (score them with "
+           "`nsentry eval --split test-c3`)\n", sum.n_c3_test_cuts);
   printf("%-10s %6s %5s %8s %8s %8s %6s %10s %5s %7s %10s %10s\n", "cluster", "size", "train", "windows", "used",
          "labelled", "rounds", "loss", "calib", "trimmed", "score-mean", "score-q99");
   for (size_t i = 0; i < sum.n_clusters; i++) {

@@ -270,7 +270,7 @@ static size_t count_split(ns_store *st, const char *split, int64_t **ids) {
 static void cuts_and_rerun(const char *which) {
   ns_store *st = c3_store(which);
   size_t n = 0;
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, "train-c3", &n), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, false, "train-c3", &n), NS_OK, "%s", ns_err_detail());
   cr_assert_eq(n, 6, "cn1: 150 rows -> 2, 30 rows -> 0; cn2: 250 -> 4; got %zu", n);
   int64_t *ids = NULL;
   cr_assert_eq(count_split(st, "train-c3", &ids), 6);
@@ -312,28 +312,45 @@ static void cuts_and_rerun(const char *which) {
   cr_assert_eq(tot, 6);
   ns_clib_free(lib);
   // Re-run: replaced, not doubled.
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, "train-c3", &n), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, false, "train-c3", &n), NS_OK, "%s", ns_err_detail());
   cr_assert_eq(n, 6);
   cr_assert_eq(count_split(st, "train-c3", &ids), 6);
   free(ids);
   // Longer cuts replace the shorter ones.
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 100 * IV, "train-c3", &n), NS_OK);
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 100 * IV, false, "train-c3", &n), NS_OK);
   cr_assert_eq(n, 3, "150 -> 1, 250 -> 2; got %zu", n);
   cr_assert_eq(count_split(st, "train-c3", &ids), 3);
   free(ids);
   // A run that fails half-way (cut under 2 rows, found per segment) keeps the previous cuts.
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, IV, "train-c3", &n), NS_ERR_RANGE);
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, IV, false, "train-c3", &n), NS_ERR_RANGE);
   cr_assert(strstr(ns_err_detail(), "2 rows"), "%s", ns_err_detail());
   cr_assert_eq(n, 0);
   cr_assert_eq(count_split(st, "train-c3", &ids), 3);
   free(ids);
+  // Scoring cuts keep the tail: cn3's 250 rows -> 4 x 60 + 10, every row once.
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "test", 0, 0, 60 * IV, true, "test-c3", &n), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(n, 5);
+  cr_assert_eq(count_split(st, "test-c3", &ids), 5);
+  size_t rows = 0, shortest = 1000;
+  for (size_t i = 0; i < 5; i++) {
+    ns_segment *s = NULL;
+    cr_assert_eq(ns_store_get_segment(st, ids[i], &s), NS_OK);
+    cr_assert_float_eq(s->x[2], (float)((s->start_ms - T0) / IV) + 0.5f, 1e-3);
+    rows += s->T;
+    shortest = s->T < shortest ? s->T : shortest;
+    ns_segment_free(s);
+    cr_assert_eq(ns_store_delete_segment(st, ids[i]), NS_OK);
+  }
+  free(ids);
+  cr_assert_eq(rows, 250);
+  cr_assert_eq(shortest, 10);
   // Source split NULL: all splits (cn3 too) but never earlier cuts.
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, NULL, 0, 0, 60 * IV, "train-c3", &n), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, NULL, 0, 0, 60 * IV, false, "train-c3", &n), NS_OK, "%s", ns_err_detail());
   cr_assert_eq(n, 10);
   cr_assert_eq(count_split(st, "train", &ids), 4, "sources untouched");
   free(ids);
   // The same pieces into a second split would give two rows one name: refused, nothing lost.
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, "other-c3", &n), NS_ERR_EXISTS);
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, false, "other-c3", &n), NS_ERR_EXISTS);
   cr_assert(strstr(ns_err_detail(), "c3-cn1-0"), "%s", ns_err_detail());
   cr_assert_eq(count_split(st, "other-c3", &ids), 0);
   free(ids);
@@ -349,7 +366,7 @@ Test(c3, time_range) {
   ns_store *st = c3_store("sqlite");
   size_t n = 0;
   // Rows 30..229: cn1 run 30..149 (120 rows -> 2), 200..229 (0); cn2 30..229 (200 -> 3).
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", T0 + 30 * IV, T0 + 229 * IV, 60 * IV, "c3r", &n), NS_OK,
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", T0 + 30 * IV, T0 + 229 * IV, 60 * IV, false, "c3r", &n), NS_OK,
                "%s", ns_err_detail());
   cr_assert_eq(n, 5);
   int64_t *ids = NULL;
@@ -365,18 +382,18 @@ Test(c3, time_range) {
 Test(c3, bad_input) {
   ns_store *st = c3_store("sqlite");
   size_t n = 99;
-  cr_assert_eq(ns_c3_equal_cuts(st, "nope", "train", 0, 0, 60 * IV, "train-c3", &n), NS_ERR_EMPTY);
+  cr_assert_eq(ns_c3_equal_cuts(st, "nope", "train", 0, 0, 60 * IV, false, "train-c3", &n), NS_ERR_EMPTY);
   cr_assert(strstr(ns_err_detail(), "'nope'"), "%s", ns_err_detail());
   cr_assert_eq(n, 0);
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, "nosplit", 0, 0, 60 * IV, "train-c3", &n), NS_ERR_EMPTY);
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "nosplit", 0, 0, 60 * IV, false, "train-c3", &n), NS_ERR_EMPTY);
   cr_assert(strstr(ns_err_detail(), "'nosplit'"), "%s", ns_err_detail());
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, IV, "train-c3", &n), NS_ERR_RANGE);
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 0, "train-c3", &n), NS_ERR_RANGE);
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, "train", &n), NS_ERR_INVAL);
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, NULL, &n), NS_ERR_INVAL);
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", T0 + 10 * IV, T0, 60 * IV, "x", &n), NS_ERR_RANGE);
-  cr_assert_eq(ns_c3_equal_cuts(NULL, cl, "train", 0, 0, 60 * IV, "x", &n), NS_ERR_INVAL);
-  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, "x", NULL), NS_ERR_INVAL);
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, IV, false, "train-c3", &n), NS_ERR_RANGE);
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 0, false, "train-c3", &n), NS_ERR_RANGE);
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, false, "train", &n), NS_ERR_INVAL);
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, false, NULL, &n), NS_ERR_INVAL);
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", T0 + 10 * IV, T0, 60 * IV, false, "x", &n), NS_ERR_RANGE);
+  cr_assert_eq(ns_c3_equal_cuts(NULL, cl, "train", 0, 0, 60 * IV, false, "x", &n), NS_ERR_INVAL);
+  cr_assert_eq(ns_c3_equal_cuts(st, cl, "train", 0, 0, 60 * IV, false, "x", NULL), NS_ERR_INVAL);
   int64_t *ids = NULL;
   cr_assert_eq(count_split(st, "train-c3", &ids), 0, "failed runs leave nothing behind");
   free(ids);

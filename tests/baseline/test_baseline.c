@@ -13,7 +13,7 @@ Test(zscore, known_data) {
   float a[3 * 2] = {1, 2, 2, 2, 3, 2}, b[3 * 2] = {4, 2, 5, 2, 6, 2};
   // A third series with weight 0 (dropped from training) must not count.
   float junk[2] = {1000, -1000};
-  ns_train_series s[3] = {{a, 3, 1.0f, 0}, {b, 3, 0.5f, 1}, {junk, 1, 0.0f, 2}};
+  ns_train_series s[3] = {{a, 3, 1.0f, 0, NULL}, {b, 3, 0.5f, 1, NULL}, {junk, 1, 0.0f, 2, NULL}};
   ns_baseline *bl = NULL;
   const char *nm[2] = {"x", "c"};
   cr_assert_eq(ns_baseline_train(NS_BASELINE_ZSCORE, nm, 2, NULL, s, 3, NULL, &bl), NS_OK, "%s", ns_err_detail());
@@ -40,7 +40,7 @@ Test(zscore, known_data) {
 Test(zscore, bad_input) {
   ns_baseline *bl = NULL;
   float nanx[2] = {1, NAN};
-  ns_train_series s = {nanx, 1, 1, 0};
+  ns_train_series s = {nanx, 1, 1, 0, NULL};
   const char *nm[2] = {"x", "c"};
   cr_assert_eq(ns_baseline_train(NS_BASELINE_ZSCORE, nm, 2, NULL, &s, 1, NULL, &bl), NS_ERR_NONFINITE);
   cr_assert(strstr(ns_err_detail(), "row 0 metric 1"), "%s", ns_err_detail());
@@ -92,7 +92,7 @@ static ns_baseline_opts small_opts(int epochs) {
 
 Test(ae, gradient_check) {
   float *x = signal(12, 3);
-  ns_train_series s = {x, 12, 1, 0};
+  ns_train_series s = {x, 12, 1, 0, NULL};
   ns_baseline_opts o = small_opts(0);
   float w[4] = {0.1f, 0.2f, 0.3f, 0.4f};
   ns_baseline *bl = NULL;
@@ -132,7 +132,7 @@ Test(ae, gradient_check) {
   ns_baseline_free(bl);
   // A z-score baseline has no gradients.
   float one[4] = {1, 2, 3, 4};
-  ns_train_series s1 = {one, 1, 1, 0};
+  ns_train_series s1 = {one, 1, 1, 0, NULL};
   cr_assert_eq(ns_baseline_train(NS_BASELINE_ZSCORE, names4, 4, NULL, &s1, 1, NULL, &bl), NS_OK);
   double l;
   cr_assert_eq(ns_baseline_ae_loss(bl, one, 1, &l, NULL), NS_ERR_STATE);
@@ -142,7 +142,7 @@ Test(ae, gradient_check) {
 Test(ae, learns_and_reconstructs) {
   size_t T = 800;
   float *x = signal(T, 11), *xt = signal(200, 99);
-  ns_train_series s = {x, T, 1, 0};
+  ns_train_series s = {x, T, 1, 0, NULL};
   ns_baseline *b0 = NULL, *b1 = NULL;
   ns_baseline_opts o0 = small_opts(0), o1 = small_opts(60);
   cr_assert_eq(ns_baseline_train(NS_BASELINE_DENSE_AE, names4, 4, NULL, &s, 1, &o0, &b0), NS_OK);
@@ -177,7 +177,7 @@ Test(ae, learns_and_reconstructs) {
 
 Test(ae, deterministic) {
   float *x = signal(300, 5);
-  ns_train_series s[2] = {{x, 200, 1, 0}, {x + 200 * 4, 100, 0.5f, 1}};
+  ns_train_series s[2] = {{x, 200, 1, 0, NULL}, {x + 200 * 4, 100, 0.5f, 1, NULL}};
   ns_baseline_opts o = small_opts(5);
   ns_baseline *a = NULL, *b = NULL, *c = NULL;
   cr_assert_eq(ns_baseline_train(NS_BASELINE_DENSE_AE, names4, 4, NULL, s, 2, &o, &a), NS_OK);
@@ -193,7 +193,7 @@ Test(ae, deterministic) {
 
 static void roundtrip(ns_baseline_kind kind) {
   float *x = signal(100, 2);
-  ns_train_series s = {x, 100, 1, 0};
+  ns_train_series s = {x, 100, 1, 0, NULL};
   ns_baseline_opts o = small_opts(3);
   float w[4] = {0.4f, 0.3f, 0.2f, 0.1f};
   ns_baseline *a = NULL, *b = NULL;
@@ -252,7 +252,7 @@ Test(io, ae_roundtrip_and_refusals) { roundtrip(NS_BASELINE_DENSE_AE); }
 
 Test(ae, bad_options) {
   float x[4] = {1, 2, 3, 4};
-  ns_train_series s = {x, 1, 1, 0};
+  ns_train_series s = {x, 1, 1, 0, NULL};
   ns_baseline_opts o = small_opts(1);
   ns_baseline *b = NULL;
   o.hidden = 0;

@@ -252,7 +252,7 @@ Test(baseline_variants, corrupt_or_foreign_blobs_are_refused) {
   cr_assert(strstr(ns_err_detail(), "not an nsentry baseline"), "%s", ns_err_detail());
   /* A valid baseline of the wrong kind, and one of another metric schema. */
   ns_segment *s = segment(0, 1, 1, 1, -1);
-  ns_train_series ser = {s->x, NT, 1.0f, 0};
+  ns_train_series ser = {s->x, NT, 1.0f, 0, NULL};
   ns_baseline_opts o;
   ns_baseline_opts_default(&o);
   o.epochs = 1;

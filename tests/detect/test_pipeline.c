@@ -282,6 +282,7 @@ Test(pipeline, ablation_variants_train_and_score) {
   for (size_t i = 0; i < sizeof vs / sizeof *vs; i++) {
     ns_train_summary sum = train(vs[i]);
     if (vs[i] == NS_VARIANT_C1) cr_assert_eq(sum.n_clusters, 1, "C1 is one global model");
+    if (vs[i] == NS_VARIANT_C3) cr_assert_eq(sum.n_c3_test_cuts, 0, "no test split: nothing to cut, and no error");
     ns_train_summary_clear(&sum);
     ns_library *lib = NULL;
     ns_node_verdict *v = NULL;
