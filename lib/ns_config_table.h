@@ -79,7 +79,8 @@
   X(detect, train_robust, BOOL, "yes", 0, 1, "", "Contamination-robust training in rounds (Refine).") \
   X(detect, train_robust_percentile, DOUBLE, "95", 50, 100, "", "Windows above this reconstruction-error percentile are dropped each round.") \
   X(detect, train_robust_rounds, INT, "4", 1, 100, "", "Maximum robust-training rounds.")        \
-  X(detect, train_calib_robust, BOOL, "yes", 0, 1, "", "Thresholds ignore the calibration stretches the level rule itself flags, re-taken until they settle.") \
+  X(detect, train_calib_robust, BOOL, "yes", 0, 1, "",                                                  \
+    "Thresholds leave out a far upper mode of the calibration scores (at most 5 %) and the stretches the level rule itself flags.") \
   X(detect, train_min_windows, INT, "512", 0, 1000000, "",                                            \
     "A cluster whose representatives give fewer training windows is given its next-nearest members too.") \
   X(detect, train_max_series, INT, "200", 1, 100000, "", "Most member segments one cluster's model trains on.") \
