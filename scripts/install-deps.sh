@@ -10,6 +10,7 @@ PKGS=(
   libcriterion-dev libsqlite3-dev sqlite3 libpq-dev libcurl4-openssl-dev
   libcjson-dev libopenblas-dev libfftw3-dev libmicrohttpd-dev libncurses-dev
   libmunge-dev libslurm-dev zlib1g-dev
+  libdnnl-dev
   munge slurmctld slurmd slurm-client slurmdbd mariadb-server
   postgresql prometheus prometheus-node-exporter
   tmux curl stress-ng iproute2 procps
