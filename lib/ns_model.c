@@ -3,7 +3,6 @@
 #include "ns_model.h"
 #include <cblas.h>
 #include <math.h>
-#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,9 +238,9 @@ static size_t mixture_trim(const float *score, uint8_t *use, size_t n) {
   }
   if (best_d < 4) goto done;
   double floor_l = best.mu[0] + 3 * sqrt(best.var[0]);
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0, j = 0; i < n; i++) {
     if (!use[i]) continue;
-    double x = log(score[i] > 1e-30f ? score[i] : 1e-30);
+    double x = l[j++]; /* l holds the used points' logs in order */
     if (x <= floor_l) continue;
     double plo = best.w[0] / sqrt(best.var[0]) * exp(-0.5 * (x - best.mu[0]) * (x - best.mu[0]) / best.var[0]);
     double phi = best.w[1] / sqrt(best.var[1]) * exp(-0.5 * (x - best.mu[1]) * (x - best.mu[1]) / best.var[1]);

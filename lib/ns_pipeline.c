@@ -156,6 +156,27 @@ static ns_calib_rule calib_rule(const ns_config *cfg) {
   return r;
 }
 
+/* Clusters of short jobs: the window shrinks to the median training series
+ * (at least 8 points) so that most of them give windows, rather than train
+ * on the few long ones (or leave the cluster without a model). */
+static ns_status cluster_window(const rep_data *r, int window, int *out) {
+  *out = window;
+  if (r->n == 0) return NS_OK;
+  size_t *len = malloc(r->n * sizeof *len);
+  if (!len) return NS_ERR_NOMEM;
+  for (size_t i = 0; i < r->n; i++) len[i] = r->series[i].T;
+  for (size_t i = 1; i < r->n; i++)
+    for (size_t j = i; j > 0 && len[j - 1] > len[j]; j--) {
+      size_t t = len[j];
+      len[j] = len[j - 1];
+      len[j - 1] = t;
+    }
+  size_t median = len[r->n / 2];
+  free(len);
+  if (median < (size_t)window) *out = median >= 8 ? (int)median : 8;
+  return NS_OK;
+}
+
 /* Train one cluster's model: windows inside expert anomaly labels are never
  * used; with robust training on, rounds drop the windows whose error is
  * above the percentile and fine-tune on the rest, until the threshold moves
@@ -166,29 +187,15 @@ static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0
   const ns_clib_cluster *c = &lib->clusters[ci];
   ns_model_hparams hp = *hp0;
   hp.n_segments = (int)(r->n > 0 ? r->n : 1);
-  /* Clusters of short jobs: shrink the window to the median training
-   * series so that most of them give windows, rather than train on the few
-   * long ones (or leave the cluster without a model). */
-  size_t *len = malloc((r->n ? r->n : 1) * sizeof *len);
-  if (!len) return NS_ERR_NOMEM;
-  for (size_t i = 0; i < r->n; i++) len[i] = r->series[i].T;
-  for (size_t i = 1; i < r->n; i++)
-    for (size_t j = i; j > 0 && len[j - 1] > len[j]; j--) {
-      size_t t = len[j];
-      len[j] = len[j - 1];
-      len[j - 1] = t;
-    }
-  size_t median = r->n ? len[r->n / 2] : 0;
-  free(len);
-  if (median < (size_t)hp.window) hp.window = median >= 8 ? (int)median : 8;
+  ns_status s = cluster_window(r, hp0->window, &hp.window);
+  if (s) return s;
   if (hp.n_segments < hp0->n_segments) hp.n_segments = hp0->n_segments;
   ns_train_window *w = NULL;
   size_t nw = 0, nkeep = 0;
   size_t *keep = NULL;
   ns_train_result res = {0};
   ns_model *m = NULL;
-  ns_status s = ns_train_list_windows(r->series, r->n, hp.window, &w, &nw);
-  if (s) return s;
+  if ((s = ns_train_list_windows(r->series, r->n, hp.window, &w, &nw))) return s;
   sum->windows_total = nw;
   if (!(keep = malloc((nw ? nw : 1) * sizeof *keep))) {
     free(w);
@@ -915,24 +922,6 @@ done:
  * every fifth window when all members were trained on, then up to 32 unused
  * members picked as calibrate() picks them, with the same trimming. */
 
-/* train_cluster()'s window: hp.window, shrunk to the median series length
- * (at least 8) for clusters of short jobs. */
-static int baseline_window(const rep_data *r, int window) {
-  if (r->n == 0) return window;
-  size_t *len = malloc(r->n * sizeof *len);
-  if (!len) return window;
-  for (size_t i = 0; i < r->n; i++) len[i] = r->series[i].T;
-  for (size_t i = 1; i < r->n; i++)
-    for (size_t j = i; j > 0 && len[j - 1] > len[j]; j--) {
-      size_t t = len[j];
-      len[j] = len[j - 1];
-      len[j - 1] = t;
-    }
-  size_t median = len[r->n / 2];
-  free(len);
-  return median < (size_t)window ? (median >= 8 ? (int)median : 8) : window;
-}
-
 /* Per-point scores of b over the rows of s[0..n) whose role has bit `bit`
  * (role NULL = every row covered by a window of `window` points, as
  * ns_train_calibrate scores held-out segments). *out malloc'ed. */
@@ -978,7 +967,9 @@ static ns_status train_baseline_cluster(const ns_config *cfg, ns_baseline_kind k
                                         ns_baseline **out, int *window_out, ns_train_cluster_summary *sum) {
   *out = NULL;
   const ns_clib_cluster *c = &lib->clusters[ci];
-  int window = baseline_window(r, window0);
+  int window;
+  ns_status s = cluster_window(r, window0, &window);
+  if (s) return s;
   *window_out = window;
   ns_train_window *w = NULL;
   ns_train_series *runs = NULL;
@@ -987,7 +978,7 @@ static ns_status train_baseline_cluster(const ns_config *cfg, ns_baseline_kind k
   ns_baseline *b = NULL;
   /* Per series and row: bit 1 = in a training window, bit 2 = in a calibration window. */
   uint8_t **role = calloc(r->n ? r->n : 1, sizeof *role);
-  ns_status s = role ? ns_train_list_windows(r->series, r->n, window, &w, &nw) : NS_ERR_NOMEM;
+  s = role ? ns_train_list_windows(r->series, r->n, window, &w, &nw) : NS_ERR_NOMEM;
   if (!s && !(keep = malloc((nw ? nw : 1) * sizeof *keep))) s = NS_ERR_NOMEM;
   for (size_t i = 0; !s && i < r->n; i++)
     if (!(role[i] = calloc(r->series[i].T ? r->series[i].T : 1, 1))) s = NS_ERR_NOMEM;

@@ -72,7 +72,7 @@ static ns_status evaluate(const ns_model *m, const ns_train_series *s, size_t n,
   if (st) return st;
   ns_train_window *wl = NULL;
   size_t nw = 0, maxT = 0, tot = 0;
-  float *xh = NULL, *score = NULL, *pick = NULL;
+  float *xh = NULL, *score = NULL;
   uint8_t *use = NULL;
   size_t *off = calloc(n + 1, sizeof(size_t));
   if (!off) return ns_errorf(NS_ERR_NOMEM, "evaluation");
@@ -100,7 +100,6 @@ static ns_status evaluate(const ns_model *m, const ns_train_series *s, size_t n,
       window_error[k] = (float)(a / W);
     }
   if (stats) {
-    size_t np = 0;
     if (windows) {
       for (size_t j = 0; j < n_windows; j++) {
         if (windows[j] >= nw) {
@@ -116,19 +115,8 @@ static ns_status evaluate(const ns_model *m, const ns_train_series *s, size_t n,
     for (size_t i = 0; i < n; i++)
       if (s[i].skip)
         for (size_t t = 0; t < s[i].T; t++) use[off[i] + t] &= (uint8_t)!s[i].skip[t];
-    for (size_t i = 0; i < tot; i++) np += use[i];
-    if (!(pick = malloc((np ? np : 1) * sizeof(float)))) {
-      st = ns_errorf(NS_ERR_NOMEM, "score statistics");
-      goto done;
-    }
-    np = 0;
-    for (size_t i = 0; i < tot; i++)
-      if (use[i]) pick[np++] = score[i];
-    if (rule) {
-      if ((st = ns_score_stats_calibrate(score, use, tot, off, n, rule, stats, trimmed))) goto done;
-    } else if ((st = ns_score_stats_compute(pick, np, stats))) {
-      goto done;
-    }
+    /* No rule: plain statistics of the selected points. */
+    if ((st = ns_score_stats_calibrate(score, use, tot, off, n, rule, stats, trimmed))) goto done;
   }
 done:
   free(off);
@@ -136,7 +124,6 @@ done:
   free(xh);
   free(score);
   free(use);
-  free(pick);
   return st;
 }
 
