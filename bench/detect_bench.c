@@ -1,7 +1,7 @@
 /* End-to-end scoring time of one long job-node segment with a trained model
  * library: preprocessing of the raw window, cluster matching on the first
  * match_len, reconstruction, scores, thresholds and verdict.
- *   detect_bench --db URI [--cluster C] [--hours 24] [--reps 20]
+ *   detect_bench --db URI [--cluster C] [--hours 24] [--reps 20] [--precision fp32|bf16|auto]
  * The database needs an active library trained from raw data (`nsentry prep`
  * + `nsentry train`, e.g. the D2 set of bench/accuracy.sh). The raw window is
  * cut from a stored node's raw telemetry, repeated to the requested length. */
@@ -33,21 +33,22 @@ static void die(ns_status s, const char *what) {
 }
 
 int main(int argc, char **argv) {
-  const char *db = NULL, *cluster = "d2";
+  const char *db = NULL, *cluster = "d2", *prec = "fp32";
   double hours = 24;
   int reps = 20, c;
   static const struct option opts[] = {{"db", required_argument, 0, 'd'}, {"cluster", required_argument, 0, 'c'},
                                        {"hours", required_argument, 0, 'H'}, {"reps", required_argument, 0, 'r'},
-                                       {0, 0, 0, 0}};
+                                       {"precision", required_argument, 0, 'p'}, {0, 0, 0, 0}};
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     if (c == 'd') db = optarg;
     else if (c == 'c') cluster = optarg;
     else if (c == 'H') hours = atof(optarg);
     else if (c == 'r') reps = atoi(optarg);
+    else if (c == 'p') prec = optarg;
     else return 2;
   }
   if (!db || hours <= 0 || reps < 1) {
-    fprintf(stderr, "usage: detect_bench --db URI [--cluster C] [--hours 24] [--reps 20]\n");
+    fprintf(stderr, "usage: detect_bench --db URI [--cluster C] [--hours 24] [--reps 20] [--precision fp32|bf16|auto]\n");
     return 2;
   }
   ns_store *st = NULL;
@@ -55,7 +56,11 @@ int main(int argc, char **argv) {
   ns_library *lib = NULL;
   die(ns_store_open(db, &st), db);
   die(ns_config_create(&cfg), "config");
+  die(ns_config_set(cfg, "model_precision", prec), "model_precision");
+  ns_precision p;
+  die(ns_precision_from_config(cfg, &p), "model_precision");
   die(ns_library_load_active(st, &lib), "library");
+  die(ns_library_set_precision(lib, p), "model_precision");
   char **nodes = NULL;
   size_t nn = 0;
   die(ns_store_list_raw_nodes(st, cluster, &nodes, &nn), "raw nodes");
@@ -82,8 +87,8 @@ int main(int argc, char **argv) {
     if (r + 1 < reps) ns_node_verdict_free(v);
   }
   qsort(ms, (size_t)reps, sizeof *ms, cmp_d);
-  printf("detect_bench: %zu points x %zu raw metrics (%zu after preprocessing), library %s\n", T, raw->M,
-         ns_library_n_metrics(lib), ns_library_version(lib));
+  printf("detect_bench: %zu points x %zu raw metrics (%zu after preprocessing), library %s, %s\n", T, raw->M,
+         ns_library_n_metrics(lib), ns_library_version(lib), p == NS_PREC_BF16 ? "bf16" : "fp32");
   printf("  end-to-end score of one segment: median %.1f ms, min %.1f ms, max %.1f ms over %d runs "
          "(verdict %s, %zu intervals)\n",
          ms[reps / 2], ms[0], ms[reps - 1], reps, v->anomalous ? "anomalous" : "normal", v->n_intervals);

@@ -1,7 +1,9 @@
 /* Model benchmark: sgemm peak, forward throughput, training-step time and
  * end-to-end segment scoring, at the reference size (M = d = 138, h = 3,
  * L = 3, 3 experts, top-1) and for a 5,760 x 116 segment.
- *   model_bench [--quick] [peak] [forward] [train] [score]   (default: all)
+ *   model_bench [--quick] [--bf16] [peak] [forward] [train] [score]   (default: all)
+ * --bf16: forward and scoring with model_precision = bf16 (training is fp32
+ * either way); it also prints how far the bf16 reconstruction is from fp32.
  * Prints one line per figure. Random weights and smooth random inputs: the
  * cost does not depend on the values except through routing balance. */
 #include <cblas.h>
@@ -130,18 +132,22 @@ static double flops_per_point(const ns_model_hparams *h, int T) {
 }
 
 int main(int argc, char **argv) {
-  bool quick = false, want[4] = {false, false, false, false}, any = false;
+  bool quick = false, bf16 = false, want[4] = {false, false, false, false}, any = false;
   const char *sect[4] = {"peak", "forward", "train", "score"};
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) {
       quick = true;
       continue;
     }
+    if (!strcmp(argv[i], "--bf16")) {
+      bf16 = true;
+      continue;
+    }
     bool ok = false;
     for (int k = 0; k < 4; k++)
       if (!strcmp(argv[i], sect[k])) want[k] = ok = any = true;
     if (!ok) {
-      fprintf(stderr, "usage: model_bench [--quick] [peak] [forward] [train] [score]\n");
+      fprintf(stderr, "usage: model_bench [--quick] [--bf16] [peak] [forward] [train] [score]\n");
       return 2;
     }
   }
@@ -156,8 +162,8 @@ int main(int argc, char **argv) {
   char **nm = names(138);
   ns_model *m = NULL;
   die(ns_model_create(&hp, (const char *const *)nm, NULL, &m), "create");
-  printf("model: M=138 d=%d h=%d L=%d experts=%d top-%d d_ff=%d, %zu parameters\n", m->hp.d_model, m->hp.n_heads,
-         m->hp.n_layers, m->hp.n_experts, m->hp.top_k, m->hp.d_ff, ns_model_n_params(m));
+  printf("model: M=138 d=%d h=%d L=%d experts=%d top-%d d_ff=%d, %zu parameters, inference %s\n", m->hp.d_model, m->hp.n_heads,
+         m->hp.n_layers, m->hp.n_experts, m->hp.top_k, m->hp.d_ff, ns_model_n_params(m), bf16 ? "bf16" : "fp32");
   ns_model_blas_init();
 
   double pk1 = sgemm_gflops(1024, 1024, 1024, 1, want[0] ? secs : 0.2);
@@ -175,6 +181,23 @@ int main(int argc, char **argv) {
   double fpp = flops_per_point(&m->hp, T);
   size_t L = 50 * 400;
   float *xs = series(L, 138, 2), *ys = malloc(L * 138 * 4);
+  if (bf16) {
+    // the same weights in both precisions, on the benchmark's own input
+    die(ns_model_forward(m, x, codes, B, T, y), "forward fp32");
+    die(ns_model_set_precision(m, NS_PREC_BF16), "bf16");
+    float *yb = malloc((size_t)B * T * 138 * 4);
+    die(ns_model_forward(m, x, codes, B, T, yb), "forward bf16");
+    double md = 0, ss = 0, sd = 0;
+    for (size_t i = 0; i < (size_t)B * T * 138; i++) {
+      double e = fabs((double)yb[i] - y[i]);
+      md = e > md ? e : md;
+      sd += e * e;
+      ss += (double)y[i] * y[i];
+    }
+    printf("bf16 vs fp32 reconstruction: max |diff| %.4f, relative RMS %.2e (output RMS %.3f)\n", md,
+           sqrt(sd / ss), sqrt(ss / ((double)B * T * 138)));
+    free(yb);
+  }
   if (want[1]) {
     fwd_ctx c = {.m = m, .x = x, .y = y, .codes = codes, .B = B, .T = T};
     timing t = time_it(fwd_call, &c, secs);
@@ -249,6 +272,7 @@ int main(int argc, char **argv) {
   hp.n_metrics = 116;
   ns_model *m2 = NULL;
   die(ns_model_create(&hp, (const char *const *)nm, NULL, &m2), "create 116");
+  if (bf16) die(ns_model_set_precision(m2, NS_PREC_BF16), "bf16");
   size_t T2 = 5760;
   float *x2 = series(T2, 116, 4), *y2 = malloc(T2 * 116 * 4), *sc = malloc(T2 * 4);
   for (int thr = 1; want[3] && thr <= 2; thr++) {

@@ -13,6 +13,16 @@
 
 int64_t ns_library_id(const ns_library *lib) { return lib ? lib->id : 0; }
 const char *ns_library_version(const ns_library *lib) { return lib ? lib->version : ""; }
+
+ns_status ns_library_set_precision(ns_library *lib, ns_precision p) {
+  if (!lib) return ns_errorf(NS_ERR_INVAL, "ns_library_set_precision: NULL library");
+  for (size_t c = 0; c < lib->n_models; c++) {
+    if (!lib->models || !lib->models[c]) continue;
+    ns_status s = ns_model_set_precision(lib->models[c], p);
+    if (s) return ns_errorf(s, "model of cluster %zu: %s", c, ns_err_detail());
+  }
+  return NS_OK;
+}
 bool ns_library_has_prep(const ns_library *lib) { return lib && lib->prep; }
 size_t ns_library_n_metrics(const ns_library *lib) { return lib ? lib->M : 0; }
 const char *ns_library_metric(const ns_library *lib, size_t i) {

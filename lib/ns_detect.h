@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include "ns_api.h"
 #include "ns_config.h"
+#include "ns_model.h"
 #include "ns_mts.h"
 #include "ns_status.h"
 #include "ns_store.h"
@@ -22,6 +23,9 @@ NS_API ns_status ns_library_load_active(ns_store *st, ns_library **out);
 NS_API ns_status ns_library_load(ns_store *st, int64_t library_id, ns_library **out);
 NS_API void ns_library_free(ns_library *lib);
 NS_API int64_t ns_library_id(const ns_library *lib);
+/* Score with this inference precision (model_precision; see ns_model.h).
+ * Baselines have no bf16 path and stay as they are. Call before sharing. */
+NS_API ns_status ns_library_set_precision(ns_library *lib, ns_precision p);
 /* Short version tag shown to admins, e.g. "r3". */
 NS_API const char *ns_library_version(const ns_library *lib);
 

@@ -67,7 +67,7 @@ ns_status ns_model_hparams_from_config(const ns_config *cfg, ns_model_hparams *h
   hp->seed = (uint64_t)ns_cfg_int(cfg, NS_CFG_model_seed);
   hp->between_pos = ns_cfg_bool(cfg, NS_CFG_model_between_pos);
   hp->moe = ns_cfg_bool(cfg, NS_CFG_model_moe);
-  return NS_OK;
+  return ns_precision_from_config(cfg, &hp->precision);
 }
 
 ns_status ns_model_hparams_resolve(ns_model_hparams *hp) {
@@ -93,6 +93,8 @@ ns_status ns_model_hparams_resolve(ns_model_hparams *hp) {
   NS_HP_RANGE(aux_weight, 0.0, 100.0)
   NS_HP_RANGE(val_fraction, 0.0, 0.9)
   NS_HP_RANGE(threads, 0, 256)
+  if (hp->precision != NS_PREC_FP32 && hp->precision != NS_PREC_BF16)
+    return ns_errorf(NS_ERR_INVAL, "model precision %d is neither fp32 nor bf16", (int)hp->precision);
   if (hp->moe) {
     NS_HP_RANGE(n_experts, 1, 64)
     NS_HP_RANGE(top_k, 1, hp->n_experts)
@@ -424,6 +426,10 @@ ns_status ns_model_create(const ns_model_hparams *hp, const char *const *metric_
   fill_uniform(p->dec_w, m->sizes[16], 1.0f / sqrtf((float)s->d), &rng);
   for (size_t i = 0; i < m->sizes[7]; i++) p->ln1_g[i] = 1.0f;
   for (size_t i = 0; i < m->sizes[14]; i++) p->ln2_g[i] = 1.0f;
+  if ((st = ns_model_weights_changed(m))) {
+    ns_model_free(m);
+    return st;
+  }
   *out = m;
   return NS_OK;
 }
@@ -437,6 +443,7 @@ void ns_model_free(ns_model *m) {
   free(m->arena);
   free(m->pe);
   free(m->expert_rows);
+  ns_bf16_free(m->bf16);
   free(m);
 }
 
@@ -450,6 +457,10 @@ ns_status ns_model_clone(const ns_model *m, ns_model **out) {
   memcpy(c->arena, m->arena, m->n_params * sizeof(float));
   memcpy(c->mac, m->mac, (size_t)m->hp.n_metrics * sizeof(float));
   c->stats = m->stats;
+  if ((st = ns_model_weights_changed(c))) {
+    ns_model_free(c);
+    return st;
+  }
   *out = c;
   return NS_OK;
 }
@@ -464,6 +475,47 @@ const ns_score_stats *ns_model_score_stats(const ns_model *m) { return &m->stats
 void ns_model_set_score_stats(ns_model *m, const ns_score_stats *s) { m->stats = *s; }
 size_t ns_model_n_params(const ns_model *m) { return m->n_params; }
 void ns_model_set_threads(ns_model *m, int threads) { m->hp.threads = threads > 0 ? threads : 1; }
+
+bool ns_precision_bf16_supported(void) { return ns_bf16_supported(); }
+
+ns_status ns_precision_from_config(const ns_config *cfg, ns_precision *out) {
+  if (!cfg || !out) return ns_errorf(NS_ERR_INVAL, "ns_precision_from_config: NULL argument");
+  *out = NS_PREC_FP32;
+  const char *v = ns_cfg_str(cfg, NS_CFG_model_precision);
+  if (!strcmp(v, "fp32")) return NS_OK;
+  if (ns_bf16_supported()) {
+    *out = NS_PREC_BF16;
+    return NS_OK;
+  }
+  if (!strcmp(v, "auto")) return NS_OK;
+  return ns_errorf(NS_ERR_UNSUPPORTED, "model_precision = bf16 needs a CPU with AVX512-BF16; this one has none "
+                                       "(use fp32 or auto)");
+}
+
+ns_status ns_model_set_precision(ns_model *m, ns_precision p) {
+  if (!m) return ns_errorf(NS_ERR_INVAL, "ns_model_set_precision: NULL model");
+  if (p != NS_PREC_FP32 && p != NS_PREC_BF16) return ns_errorf(NS_ERR_INVAL, "unknown precision %d", (int)p);
+  ns_bf16_model *pk = NULL;
+  if (p == NS_PREC_BF16) {
+    ns_status st = ns_bf16_pack(m, &pk);
+    if (st) return st;
+  }
+  ns_bf16_free(m->bf16);
+  m->bf16 = pk;
+  m->hp.precision = p;
+  return NS_OK;
+}
+
+ns_precision ns_model_get_precision(const ns_model *m) { return m->hp.precision; }
+
+ns_status ns_model_weights_changed(ns_model *m) {
+  ns_bf16_free(m->bf16);
+  m->bf16 = NULL;
+  if (m->hp.precision != NS_PREC_BF16) return NS_OK;
+  ns_status st = ns_bf16_pack(m, &m->bf16);
+  if (st) m->hp.precision = NS_PREC_FP32; // the weights are right; only the fast copy is missing
+  return st;
+}
 
 ns_status ns_model_set_mac_weights(ns_model *m, const float *w) {
   if (!m || !w) return ns_errorf(NS_ERR_INVAL, "ns_model_set_mac_weights: NULL argument");
@@ -770,6 +822,31 @@ static ns_status check_finite(const float *x, size_t T, int M) {
 
 #define NS_INFER_B 8 /* windows per inference pass: keeps activations in L2 */
 
+/* An inference workspace of the model's precision. */
+typedef struct infer_ws {
+  ns_ws *f32;
+  ns_bf16_ws *bf16;
+} infer_ws;
+
+static ns_status infer_ws_create(const ns_model *m, int Bmax, int T, infer_ws *w) {
+  return m->bf16 ? ns_bf16_ws_create(m, Bmax, T, &w->bf16) : ns_ws_create(m, Bmax, T, false, &w->f32);
+}
+
+static void infer_ws_free(infer_ws *w) {
+  ns_ws_free(w->f32);
+  ns_bf16_ws_free(w->bf16);
+}
+
+/* Forward B windows; returns the (B*T, M) reconstruction inside w. */
+static const float *infer_fwd(const ns_model *m, infer_ws *w, const float *x, const int *seg, int B, int T) {
+  if (w->bf16) {
+    ns_bf16_fwd(m, w->bf16, x, seg, B, T);
+    return ns_bf16_ws_out(w->bf16);
+  }
+  ns_model_fwd(m, w->f32, x, seg, B, T, false, 0, NULL);
+  return w->f32->out;
+}
+
 ns_status ns_model_forward(const ns_model *m, const float *x, const int *seg_codes, int B, int T, float *out) {
   if (!m || !x || !seg_codes || !out) return ns_errorf(NS_ERR_INVAL, "ns_model_forward: NULL argument");
   if (B < 1 || T < 1 || T > m->pe_len)
@@ -779,16 +856,16 @@ ns_status ns_model_forward(const ns_model *m, const float *x, const int *seg_cod
       return ns_errorf(NS_ERR_RANGE, "segment code %d outside [0, %d)", seg_codes[b], m->hp.n_segments);
   ns_model_blas_init();
   int Bw = B < NS_INFER_B ? B : NS_INFER_B;
-  ns_ws *w = NULL;
-  ns_status st = ns_ws_create(m, Bw, T, false, &w);
+  infer_ws w = {0};
+  ns_status st = infer_ws_create(m, Bw, T, &w);
   if (st) return st;
   int M = m->sh.M;
   for (int b0 = 0; b0 < B; b0 += Bw) {
     int nb = B - b0 < Bw ? B - b0 : Bw;
-    ns_model_fwd(m, w, x + (size_t)b0 * T * M, seg_codes + b0, nb, T, false, 0, NULL);
-    memcpy(out + (size_t)b0 * T * M, w->out, (size_t)nb * T * M * sizeof(float));
+    const float *o = infer_fwd(m, &w, x + (size_t)b0 * T * M, seg_codes + b0, nb, T);
+    memcpy(out + (size_t)b0 * T * M, o, (size_t)nb * T * M * sizeof(float));
   }
-  ns_ws_free(w);
+  infer_ws_free(&w);
   return NS_OK;
 }
 
@@ -811,22 +888,22 @@ static void recon_part(void *arg, int part) {
   bool tail = c->tail && part == c->nthr - 1;
   int nb = w1 - w0 < NS_INFER_B ? w1 - w0 : NS_INFER_B;
   if (nb < 1) nb = 1;
-  ns_ws *w = NULL;
-  if ((c->st[part] = ns_ws_create(m, nb, W, false, &w))) return;
+  infer_ws w = {0};
+  if ((c->st[part] = infer_ws_create(m, nb, W, &w))) return;
   int seg[NS_INFER_B];
   for (int i = 0; i < NS_INFER_B; i++) seg[i] = c->seg;
   for (int b0 = w0; b0 < w1; b0 += nb) {
     int k = w1 - b0 < nb ? w1 - b0 : nb;
     // consecutive windows are contiguous in x: no copy
-    ns_model_fwd(m, w, c->x + (size_t)b0 * W * M, seg, k, W, false, 0, NULL);
-    memcpy(c->out + (size_t)b0 * W * M, w->out, (size_t)k * W * M * sizeof(float));
+    const float *o = infer_fwd(m, &w, c->x + (size_t)b0 * W * M, seg, k, W);
+    memcpy(c->out + (size_t)b0 * W * M, o, (size_t)k * W * M * sizeof(float));
   }
   if (tail) {
     size_t t0 = c->T - (size_t)W, newpts = c->T - (size_t)c->nfull * W;
-    ns_model_fwd(m, w, c->x + t0 * M, seg, 1, W, false, 0, NULL);
-    memcpy(c->out + (c->T - newpts) * M, w->out + ((size_t)W - newpts) * M, newpts * M * sizeof(float));
+    const float *o = infer_fwd(m, &w, c->x + t0 * M, seg, 1, W);
+    memcpy(c->out + (c->T - newpts) * M, o + ((size_t)W - newpts) * M, newpts * M * sizeof(float));
   }
-  ns_ws_free(w);
+  infer_ws_free(&w);
 }
 
 ns_status ns_model_reconstruct(const ns_model *m, const float *x, size_t T, int seg_code, float *out) {

@@ -26,6 +26,18 @@
 
 #define NS_MODEL_FORMAT_VERSION 1
 
+/* Arithmetic of inference (training is always fp32). bf16: weights and the
+ * inputs of linear layers rounded to bf16, fp32 accumulation, everything else
+ * fp32; about 2x the forward rate on CPUs with AVX512-BF16, scores change by
+ * the rounding (relative ~1e-2 at worst on a point, see docs/benchmarks.md). */
+typedef enum ns_precision { NS_PREC_FP32 = 0, NS_PREC_BF16 = 1 } ns_precision;
+/* Whether this CPU runs the bf16 kernels (AVX512-BF16). */
+NS_API bool ns_precision_bf16_supported(void);
+/* The config key model_precision (fp32 | bf16 | auto) resolved on this CPU:
+ * auto is bf16 where supported, else fp32; an explicit bf16 on a CPU without
+ * it is NS_ERR_UNSUPPORTED. */
+NS_API ns_status ns_precision_from_config(const ns_config *cfg, ns_precision *out);
+
 typedef struct ns_model_hparams {
   int n_metrics;      /* M */
   int d_model;        /* 0 = M rounded up to a multiple of n_heads */
@@ -46,13 +58,15 @@ typedef struct ns_model_hparams {
   bool between_pos;   /* learned between-segment embedding (off = C4) */
   bool moe;           /* sparse MoE (off = dense FFN, C5) */
   int threads;        /* worker threads for training and reconstruction (>= 1) */
+  ns_precision precision; /* inference arithmetic (not saved; training is fp32) */
 } ns_model_hparams;
 
 /* Built-in defaults (the paper's: L = 3, h = 3, 3 experts, top-1, T = 64). */
 NS_API void ns_model_hparams_default(ns_model_hparams *hp);
 /* Built-in defaults overridden by the `model` section of cfg. Keeps the
  * caller's n_metrics, n_segments (raised by training to cover its codes)
- * and threads, which are not config keys. */
+ * and threads, which are not config keys. model_precision is resolved on
+ * this CPU (ns_precision_from_config). */
 NS_API ns_status ns_model_hparams_from_config(const ns_config *cfg, ns_model_hparams *hp);
 /* Validate and fill the derived sizes (d_model, d_ff) in place. */
 NS_API ns_status ns_model_hparams_resolve(ns_model_hparams *hp);
@@ -106,6 +120,14 @@ NS_API void ns_model_set_score_stats(ns_model *m, const ns_score_stats *s);
 NS_API size_t ns_model_n_params(const ns_model *m);
 /* Worker threads used by ns_model_reconstruct (not saved). */
 NS_API void ns_model_set_threads(ns_model *m, int threads);
+
+/* Inference precision (hp.precision; not saved: a loaded model is fp32).
+ * bf16 packs a bf16 copy of the weights now (NS_ERR_UNSUPPORTED without
+ * AVX512-BF16, and the model stays as it was); training keeps the choice and
+ * repacks, so training scores are taken in it too; a clone keeps it. Not
+ * thread-safe: call before sharing the model. */
+NS_API ns_status ns_model_set_precision(ns_model *m, ns_precision p);
+NS_API ns_precision ns_model_get_precision(const ns_model *m);
 
 /* NS_ERR_SCHEMA (detail names the first differing metric) unless the model
  * was trained on exactly these metrics in this order. */

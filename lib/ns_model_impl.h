@@ -54,6 +54,7 @@ struct ns_model {
   float *pe;            /* (pe_len, d) sinusoidal table, grown on demand */
   int pe_len;
   uint64_t *expert_rows;/* E counters, atomic */
+  struct ns_bf16_model *bf16;  /* packed bf16 weights while hp.precision is bf16 */
 };
 
 /* ---- activations: one arena per worker, sized for (B, T) ---- */
@@ -149,6 +150,8 @@ typedef struct ns_moe_p {
 typedef struct ns_moe_g {
   float *rt, *w1, *b1, *w2, *b2;
 } ns_moe_g;
+/* idx[0..K): the K largest of p[0..E), ties to the lower index. */
+void ns_moe_topk(const float *p, int E, int K, int *idx);
 void ns_moe_fwd(float *out, ns_acts *a, const float *inp, const ns_moe_p *p, int N, int d, int F, int E, int K,
                 bool dense, uint64_t *rows);
 /* dinp += ...; grads += ...; aux_g (E): extra dL/dp per token and expert. */
@@ -168,6 +171,22 @@ static inline float ns_rand_unit(uint64_t *s) { /* [0,1) */
 }
 
 void ns_model_blas_init(void);
+
+/* ---- bf16 inference (ns_model_bf16.c) ---- */
+typedef struct ns_bf16_model ns_bf16_model;
+typedef struct ns_bf16_ws ns_bf16_ws;
+bool ns_bf16_supported(void);
+/* Round m's current weights to bf16 in the kernels' layout. */
+ns_status ns_bf16_pack(const ns_model *m, ns_bf16_model **out);
+void ns_bf16_free(ns_bf16_model *p);
+ns_status ns_bf16_ws_create(const ns_model *m, int Bmax, int T, ns_bf16_ws **out);
+void ns_bf16_ws_free(ns_bf16_ws *w);
+/* Inference forward of B windows of T points with m->bf16; result in
+ * ns_bf16_ws_out(w) (B*T, M). */
+void ns_bf16_fwd(const ns_model *m, ns_bf16_ws *w, const float *x, const int *seg, int B, int T);
+const float *ns_bf16_ws_out(const ns_bf16_ws *w);
+/* m's weights changed (training, clone): repack if hp.precision is bf16. */
+ns_status ns_model_weights_changed(ns_model *m);
 
 /* Benchmark hook: wall and process-CPU seconds per training step (nb
  * windows, forward + backward + AdamW), after warm-up. */

@@ -201,8 +201,7 @@ void ns_embed_bwd(float *dW, float *db, float *dseg, const float *dout, const fl
   }
 }
 
-/* The K largest of p[0..E), ties to the lower index. */
-static void topk(const float *p, int E, int K, int *idx) {
+void ns_moe_topk(const float *p, int E, int K, int *idx) {
   for (int k = 0; k < K; k++) {
     int best = -1;
     for (int e = 0; e < E; e++) {
@@ -230,13 +229,13 @@ void ns_moe_fwd(float *out, ns_acts *a, const float *inp, const ns_moe_p *p, int
     memset(cnt, 0, sizeof cnt);
     int sel[K > 0 ? K : 1];
     for (int n = 0; n < N; n++) {
-      topk(a->prob + (size_t)n * E, E, K, sel);
+      ns_moe_topk(a->prob + (size_t)n * E, E, K, sel);
       for (int k = 0; k < K; k++) cnt[sel[k] + 1]++;
     }
     for (int e = 0; e < E; e++) cnt[e + 1] += cnt[e];
     memcpy(off, cnt, (size_t)(E + 1) * sizeof(int));
     for (int n = 0; n < N; n++) {
-      topk(a->prob + (size_t)n * E, E, K, sel);
+      ns_moe_topk(a->prob + (size_t)n * E, E, K, sel);
       for (int k = 0; k < K; k++) tok[cnt[sel[k]]++] = n;
     }
   }

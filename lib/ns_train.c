@@ -339,6 +339,9 @@ static ns_status fit(ns_model *m, const ns_train_series *s, size_t n, const ns_t
   double t_start = now_s();
   ns_train_opts o = {0};
   if (opts) o = *opts;
+  // the weights are about to change: a packed bf16 copy would go stale
+  ns_bf16_free(m->bf16);
+  m->bf16 = NULL;
   int W = m->hp.window, B = m->hp.batch;
   ns_train_window *wl = NULL;
   size_t nw = 0, *use = NULL, ntrain = 0, nval = 0;
@@ -438,6 +441,8 @@ static ns_status fit(ns_model *m, const ns_train_series *s, size_t n, const ns_t
     st = ns_errorf(NS_ERR_NOMEM, "window errors");
     goto done;
   }
+  // scores for thresholds in the precision the model will be scored in
+  if ((st = ns_model_weights_changed(m))) goto done;
   // statistics over every window it was given (held-out ones included)
   if ((st = ns_train_evaluate(m, s, n, o.windows, o.windows ? o.n_windows : 0, werr, &stats))) {
     free(werr);
@@ -522,6 +527,7 @@ ns_status ns_train_bench_steps(ns_model *m, const ns_train_series *s, size_t n, 
   *sec_per_step = (now_s() - t0) / steps;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
   *cpu_per_step = ((double)(c1.tv_sec - c0.tv_sec) + (c1.tv_nsec - c0.tv_nsec) * 1e-9) / steps;
+  st = ns_model_weights_changed(m);
 done:
   trainer_free(&tr);
   free(wl);

@@ -175,7 +175,10 @@ static int demo_train(demo_ctx *d) {
  * paper's evaluation against the injected anomalies. */
 static int demo_score(demo_ctx *d) {
   ns_library *lib = NULL;
-  ns_status st = ns_library_load_active(d->store, &lib);
+  ns_precision prec;
+  ns_status st = ns_precision_from_config(d->cfg, &prec);
+  if (!st) st = ns_library_load_active(d->store, &lib);
+  if (!st && (st = ns_library_set_precision(lib, prec))) ns_library_free(lib);
   if (st) return fprintf(stderr, "nsentry: demo: %s\n", ns_err_message(st)), 1;
   ns_seg_filter f = NS_SEG_FILTER_ALL;
   f.cluster = d->cluster;

@@ -164,9 +164,12 @@ static void print_verdict_row(const ns_segment *seg, const ns_node_verdict *v) {
          v->new_pattern ? "new" : "", v->score_max, v->score_mean, v->cluster, v->model_version, v->n_intervals, top);
 }
 
-static ns_library *load_library(ns_store *st, int64_t id) {
+static ns_library *load_library(ns_store *st, int64_t id, const ns_config *cfg) {
   ns_library *lib = NULL;
+  ns_precision p;
+  ns_cli_check(ns_precision_from_config(cfg, &p), "model_precision");
   ns_cli_check(id > 0 ? ns_library_load(st, id, &lib) : ns_library_load_active(st, &lib), "model library");
+  ns_cli_check(ns_library_set_precision(lib, p), "model_precision");
   return lib;
 }
 
@@ -206,7 +209,7 @@ int cmd_score(int argc, char **argv, ns_config *cfg) {
     }
   }
   ns_store *st = open_store(cfg);
-  ns_library *lib = load_library(st, lib_id);
+  ns_library *lib = load_library(st, lib_id, cfg);
   select_segments(st, &sel, ids, nids);
   if (!json)
     printf("%-8s %-12s %-14s %-10s %5s %8s %8s %4s %-6s %4s %s\n", "segment", "job", "node", "verdict", "new",
@@ -295,7 +298,7 @@ int cmd_eval(int argc, char **argv, ns_config *cfg) {
     }
   }
   ns_store *st = open_store(cfg);
-  ns_library *lib = load_library(st, lib_id);
+  ns_library *lib = load_library(st, lib_id, cfg);
   select_segments(st, &sel, NULL, 0);
   if (sel.n == 0) ns_cli_die(1, "eval: no segments selected");
   ns_eval_series *es = calloc(sel.n, sizeof *es);

@@ -58,6 +58,7 @@ typedef struct service {
   /* model library, shared read-only by workers; swapped under the write lock */
   pthread_rwlock_t lib_lock;
   ns_library *lib;
+  ns_precision precision; /* model_precision, resolved on this CPU */
   char lib_version[64];
   char lib_error[256];
   atomic_int reload;
@@ -128,6 +129,10 @@ static void library_reload(ns_store *st) {
   db_lock();
   ns_status rc = ns_library_load_active(st, &lib);
   db_unlock();
+  if (!rc && (rc = ns_library_set_precision(lib, G.precision))) {
+    ns_library_free(lib);
+    lib = NULL;
+  }
   if (rc) {
     char msg[256];
     snprintf(msg, sizeof msg, "%s", rc == NS_ERR_NOTFOUND ? NO_LIBRARY_REASON : ns_err_message(rc));
@@ -925,6 +930,8 @@ int main(int argc, char **argv) {
   snprintf(G.worker_id, sizeof G.worker_id, "%s:%d", host, (int)getpid());
   snprintf(G.lib_error, sizeof G.lib_error, "loading");
 
+  // model_precision = bf16 on a CPU without it is a configuration error: say so now
+  ns_cli_check(ns_precision_from_config(cfg, &G.precision), "model_precision");
   ns_status st = svc_auth_create(ns_cfg_str(cfg, NS_CFG_munge_socket), ns_cfg_str(cfg, NS_CFG_ingest_uids),
                                  ns_cfg_str(cfg, NS_CFG_admin_uids), &G.auth);
   ns_cli_check(st, "munge");
