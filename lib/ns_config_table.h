@@ -81,8 +81,12 @@
   X(detect, train_robust, BOOL, "yes", 0, 1, "", "Contamination-robust training in rounds (Refine).") \
   X(detect, train_robust_percentile, DOUBLE, "95", 50, 100, "", "Windows above this reconstruction-error percentile are dropped each round.") \
   X(detect, train_robust_rounds, INT, "4", 1, 100, "", "Maximum robust-training rounds.")        \
+  X(detect, train_robust_relative, DOUBLE, "3", 0, 1e6, "",                                            \
+    "Robust rounds rank a window's error relative to its own segment's median window error and drop only windows above the percentile and this multiple of that median; 0 = absolute error.") \
   X(detect, train_calib_robust, BOOL, "yes", 0, 1, "",                                                  \
     "Thresholds leave out a far upper mode of the calibration scores (at most 5 %) and the stretches the level rule itself flags.") \
+  X(detect, train_calib_relative, DOUBLE, "5", 0, 1e6, "",                                            \
+    "With train_calib_robust: calibration also leaves out stretches (>= detect_level_min_duration) above this multiple of their own segment's median score; 0 = off.") \
   X(detect, train_min_windows, INT, "512", 0, 1000000, "",                                            \
     "A cluster whose representatives give fewer training windows is given its next-nearest members too.") \
   X(detect, train_max_series, INT, "200", 1, 100000, "", "Most member segments one cluster's model trains on.") \

@@ -116,7 +116,7 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-static int cmp_float(const void *a, const void *b) {
+int ns_cmp_float(const void *a, const void *b) {
   float x = *(const float *)a, y = *(const float *)b;
   return (x > y) - (x < y);
 }
@@ -137,7 +137,7 @@ ns_status ns_score_stats_compute(const float *score, size_t n, ns_score_stats *o
     free(v);
     return ns_errorf(NS_ERR_EMPTY, "score stats: no finite score among %zu", n);
   }
-  qsort(v, k, sizeof(float), cmp_float);
+  qsort(v, k, sizeof(float), ns_cmp_float);
   double mean = s / (double)k;
   for (size_t i = 0; i < k; i++) s2 += ((double)v[i] - mean) * ((double)v[i] - mean);
   out->count = k;
@@ -254,6 +254,43 @@ done:
   return out;
 }
 
+/* Contamination is local: an anomaly lifts a stretch of a segment far above
+ * that segment's own typical error, while a regime the model fits badly lifts
+ * the whole segment (and its median with it). Runs of at least min_run points
+ * above rel x their series' median score are left out. */
+static size_t relative_trim(const float *score, uint8_t *use, size_t n, const size_t *starts, size_t n_starts,
+                            double rel, size_t min_run) {
+  size_t out = 0;
+  float *v = malloc((n ? n : 1) * sizeof *v);
+  if (!v) return 0;
+  for (size_t j = 0; j < n_starts; j++) {
+    size_t a = starts[j], b = j + 1 < n_starts ? starts[j + 1] : n;
+    if (a >= n) break;
+    if (b > n) b = n;
+    size_t m = 0;
+    for (size_t i = a; i < b; i++)
+      if (use[i]) v[m++] = score[i];
+    if (m < 4 * min_run) continue;
+    qsort(v, m, sizeof *v, ns_cmp_float);
+    double tau = rel * v[m / 2];
+    for (size_t i = a; i < b;) {
+      if (!use[i] || !(score[i] > tau)) {
+        i++;
+        continue;
+      }
+      size_t u = i + 1;
+      while (u < b && use[u] && score[u] > tau) u++;
+      if (u - i >= min_run) {
+        memset(use + i, 0, u - i);
+        out += u - i;
+      }
+      i = u;
+    }
+  }
+  free(v);
+  return out;
+}
+
 ns_status ns_score_stats_calibrate(const float *score, const uint8_t *keep, size_t n, const size_t *starts,
                                    size_t n_starts, const ns_calib_rule *rule, ns_score_stats *out, size_t *trimmed) {
   if (trimmed) *trimmed = 0;
@@ -268,7 +305,9 @@ ns_status ns_score_stats_calibrate(const float *score, const uint8_t *keep, size
   }
   for (size_t i = 0; i < n; i++) use[i] = (!keep || keep[i]) && isfinite(score[i]);
   size_t cut = 0;
-  if (rule && rule->min_run > 0) cut = mixture_trim(score, use, n);
+  if (rule && rule->min_run > 0 && rule->relative > 0 && starts)
+    cut = relative_trim(score, use, n, starts, n_starts, rule->relative, rule->min_run);
+  if (rule && rule->min_run > 0) cut += mixture_trim(score, use, n);
   for (size_t j = 0; starts && j < n_starts; j++)
     if (starts[j] < n) brk[starts[j]] = 1;
   for (int pass = 0; pass < 50; pass++) {

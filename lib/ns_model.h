@@ -84,16 +84,22 @@ typedef struct ns_score_stats {
 NS_API double ns_score_stats_quantile(const ns_score_stats *s, double p);
 /* Stats of n scores (NaN ignored); NS_ERR_EMPTY if none are finite. */
 NS_API ns_status ns_score_stats_compute(const float *score, size_t n, ns_score_stats *out);
-/* Calibration against contamination: the level rule run on the calibration
- * scores themselves. Runs of at least min_run consecutive points above
- * factor x the quantile are what detection would call anomalous; they are
- * left out and the quantile is taken again, until nothing more is left out
- * (at most 50 passes). Series start at the offsets in starts (sorted; NULL
- * = one series), and a run never crosses a series start or a point with
- * keep[i] == 0 (keep NULL = every point counts). min_run 0 = plain stats. */
+/* Calibration against contamination, in three steps, each leaving points
+ * out: (1) with relative > 0 and series starts, runs of at least min_run
+ * points above relative x their own series' median score (an anomaly lifts
+ * a stretch of a segment, a regime the model fits badly the whole segment);
+ * (2) a far upper mode of at most 5 % of the points (log-score mixture);
+ * (3) the level rule run on the calibration scores themselves: runs of at
+ * least min_run consecutive points above factor x the quantile are what
+ * detection would call anomalous; they are left out and the quantile is
+ * taken again, until nothing more is left out (at most 50 passes). Series
+ * start at the offsets in starts (sorted; NULL = one series), and a run never
+ * crosses a series start or a point with keep[i] == 0 (keep NULL = every
+ * point counts). min_run 0 = plain stats. */
 typedef struct ns_calib_rule {
   double quantile, factor;
   size_t min_run;
+  double relative; /* step (1); 0 = off */
 } ns_calib_rule;
 NS_API ns_status ns_score_stats_calibrate(const float *score, const uint8_t *keep, size_t n, const size_t *starts,
                                           size_t n_starts, const ns_calib_rule *rule, ns_score_stats *out,

@@ -171,6 +171,8 @@ static inline float ns_rand_unit(uint64_t *s) { /* [0,1) */
 }
 
 void ns_model_blas_init(void);
+/* qsort comparator for float */
+int ns_cmp_float(const void *a, const void *b);
 
 /* ---- bf16 inference (ns_model_bf16.c) ---- */
 typedef struct ns_bf16_model ns_bf16_model;

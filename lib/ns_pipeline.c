@@ -150,7 +150,8 @@ static double percentile(const float *err, const size_t *idx, size_t n, double p
 /* The level rule as configured for detection, in points of the training
  * interval; min_run 0 (plain statistics) when train_calib_robust is off. */
 static ns_calib_rule calib_rule(const ns_config *cfg) {
-  ns_calib_rule r = {ns_cfg_double(cfg, NS_CFG_detect_level_quantile), ns_cfg_double(cfg, NS_CFG_detect_level_factor), 0};
+  ns_calib_rule r = {ns_cfg_double(cfg, NS_CFG_detect_level_quantile), ns_cfg_double(cfg, NS_CFG_detect_level_factor), 0,
+                     ns_cfg_double(cfg, NS_CFG_train_calib_relative)};
   int64_t iv = ns_cfg_int(cfg, NS_CFG_prep_interval), dur = ns_cfg_int(cfg, NS_CFG_detect_level_min_duration);
   if (ns_cfg_bool(cfg, NS_CFG_train_calib_robust)) r.min_run = iv > 0 && dur > iv ? (size_t)((dur + iv - 1) / iv) : 1;
   return r;
@@ -245,13 +246,27 @@ static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0
   }
   size_t ncand = nkeep;
   memcpy(cand, keep, nkeep * sizeof *cand);
+  double rel_min = ns_cfg_double(cfg, NS_CFG_train_robust_relative);
+  bool relative = rel_min > 0;
+  float *rank = NULL;
+  if (robust && relative && !(rank = malloc((nw ? nw : 1) * sizeof *rank))) {
+    free(cand);
+    s = NS_ERR_NOMEM;
+    goto done;
+  }
   while (robust && sum->rounds < max_rounds) {
-    double thr = percentile(res.window_error, cand, ncand, pct);
+    const float *err = res.window_error;
+    if (relative) {
+      if ((s = ns_train_relative_error(err, w, nw, cand, ncand, r->n, rank))) break;
+      err = rank;
+    }
+    double thr = percentile(err, cand, ncand, pct);
     if (isfinite(prev_thr) && prev_thr > 0 && fabs(thr - prev_thr) / prev_thr < 0.05) break;
     prev_thr = thr;
     size_t k = 0;
+    // relative: only windows also clearly above their own segment go
     for (size_t i = 0; i < ncand; i++)
-      if (res.window_error[cand[i]] <= thr) keep[k++] = cand[i];
+      if (err[cand[i]] <= thr || (relative && err[cand[i]] <= rel_min)) keep[k++] = cand[i];
     if (k == 0 || k == nkeep) break;
     nkeep = k;
     ns_train_result_free(&res);
@@ -260,6 +275,7 @@ static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0
     if ((s = ns_train_finetune(m, r->series, r->n, &fo, &res))) break;
     sum->rounds++;
   }
+  free(rank);
   free(cand);
   if (s) goto done;
   if (ncalib) {

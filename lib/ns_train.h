@@ -89,4 +89,11 @@ NS_API ns_status ns_train_calibrate(const ns_model *m, const ns_train_series *s,
                                     size_t n_windows, const ns_calib_rule *rule, ns_score_stats *stats,
                                     size_t *trimmed);
 
+/* Contamination-robust rounds: each window's error (err, nw values indexed
+ * like ns_train_list_windows) divided by the median error of the candidate
+ * windows (cand, ncand indices) of its own series; a series without
+ * candidates keeps absolute errors. out: nw values. */
+NS_API ns_status ns_train_relative_error(const float *err, const ns_train_window *w, size_t nw, const size_t *cand,
+                                         size_t ncand, size_t nseries, float *out);
+
 #endif

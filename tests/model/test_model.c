@@ -740,7 +740,7 @@ Test(score_stats, calibrate_leaves_clean_data_alone) {
   lognormal(v, N, -4, 0.8, 7);
   ns_score_stats plain, cal;
   cr_assert_eq(ns_score_stats_compute(v, N, &plain), NS_OK);
-  ns_calib_rule rule = {0.999, 1.5, 4};
+  ns_calib_rule rule = {0.999, 1.5, 4, 0};
   size_t cut = 99;
   cr_assert_eq(ns_score_stats_calibrate(v, NULL, N, NULL, 0, &rule, &cal, &cut), NS_OK);
   cr_assert_eq(cut, 0, "unimodal scores: nothing left out (%zu)", cut);
@@ -764,7 +764,7 @@ Test(score_stats, calibrate_removes_a_contaminating_mode) {
   }
   ns_score_stats plain, cal;
   cr_assert_eq(ns_score_stats_compute(v0, N, &plain), NS_OK);
-  ns_calib_rule rule = {0.999, 1.5, 4};
+  ns_calib_rule rule = {0.999, 1.5, 4, 0};
   size_t cut = 0;
   cr_assert_eq(ns_score_stats_calibrate(v0, NULL, N, NULL, 0, &rule, &cal, &cut), NS_OK);
   double q_clean = ns_score_stats_quantile(&clean, 0.999), q_plain = ns_score_stats_quantile(&plain, 0.999),
@@ -774,7 +774,7 @@ Test(score_stats, calibrate_removes_a_contaminating_mode) {
   cr_assert_leq(cut, 1000, "and little else (%zu)", cut);
   cr_assert_lt(q_cal, 1.5 * q_clean, "calibrated quantile %g near the clean %g", q_cal, q_clean);
   /* Off (min_run 0): plain statistics, nothing left out. */
-  ns_calib_rule off = {0.999, 1.5, 0};
+  ns_calib_rule off = {0.999, 1.5, 0, 0};
   cr_assert_eq(ns_score_stats_calibrate(v0, NULL, N, NULL, 0, &off, &cal, &cut), NS_OK);
   cr_assert_eq(cut, 0);
   cr_assert_float_eq(ns_score_stats_quantile(&cal, 0.999), q_plain, 1e-9);
@@ -788,6 +788,85 @@ Test(score_stats, calibrate_removes_a_contaminating_mode) {
   free(v0);
 }
 
+/* Step (1): 100 segments of 200 points. Contamination lifts a stretch of a
+ * segment; a badly fitted regime lifts whole segments. Relative to each
+ * segment's own median the first is left out at 10 %, the second stays. */
+Test(score_stats, calibrate_relative_trims_local_stretches_not_regimes) {
+  enum { NSEG = 100, L = 200, N = NSEG * L };
+  float *v = malloc(N * sizeof *v), *a = malloc(L * sizeof *a);
+  size_t starts[NSEG];
+  lognormal(v, N, -4, 0.8, 21);
+  for (int k = 0; k < NSEG; k++) starts[k] = (size_t)k * L;
+  ns_score_stats clean;
+  cr_assert_eq(ns_score_stats_compute(v, N, &clean), NS_OK);
+  ns_calib_rule rel = {0.999, 1.5, 4, 5}, norel = {0.999, 1.5, 4, 0};
+  ns_score_stats cal;
+  size_t cut = 0;
+  // clean: nothing (or next to nothing) left out, the quantile unchanged
+  cr_assert_eq(ns_score_stats_calibrate(v, NULL, N, starts, NSEG, &rel, &cal, &cut), NS_OK);
+  cr_assert_leq(cut, 20, "clean segments lost %zu points", cut);
+  cr_assert_float_eq(ns_score_stats_quantile(&cal, 0.999), ns_score_stats_quantile(&clean, 0.999),
+                     0.02 * ns_score_stats_quantile(&clean, 0.999));
+  // every second segment carries a 40-point anomaly at 100x: 10 % of all points
+  for (int k = 0; k < NSEG; k += 2) {
+    lognormal(a, 40, log(2.0), 0.5, 300u + (uint32_t)k);
+    memcpy(v + (size_t)k * L + 80, a, 40 * sizeof *a);
+  }
+  ns_score_stats plain;
+  cr_assert_eq(ns_score_stats_calibrate(v, NULL, N, starts, NSEG, &norel, &plain, &cut), NS_OK);
+  double q_clean = ns_score_stats_quantile(&clean, 0.999), q_plain = ns_score_stats_quantile(&plain, 0.999);
+  cr_assert_gt(q_plain, 20 * q_clean, "without step (1) 10 %% contamination stays (%g vs %g)", q_plain, q_clean);
+  cr_assert_eq(ns_score_stats_calibrate(v, NULL, N, starts, NSEG, &rel, &cal, &cut), NS_OK);
+  cr_assert_geq(cut, 1950, "the anomalous stretches are left out (%zu of 2000)", cut);
+  cr_assert_leq(cut, 2100, "and little else (%zu)", cut);
+  cr_assert_lt(ns_score_stats_quantile(&cal, 0.999), 1.5 * q_clean);
+  // without series starts step (1) cannot run
+  cr_assert_eq(ns_score_stats_calibrate(v, NULL, N, NULL, 0, &rel, &cal, &cut), NS_OK);
+  cr_assert_gt(ns_score_stats_quantile(&cal, 0.999), 20 * q_clean);
+  // a regime: every tenth segment whole at 30x, no local stretch
+  lognormal(v, N, -4, 0.8, 21);
+  for (int k = 0; k < NSEG; k += 10)
+    for (int i = 0; i < L; i++) v[(size_t)k * L + i] *= 30.0f;
+  ns_score_stats reg;
+  cr_assert_eq(ns_score_stats_compute(v, N, &reg), NS_OK);
+  cr_assert_eq(ns_score_stats_calibrate(v, NULL, N, starts, NSEG, &rel, &cal, &cut), NS_OK);
+  cr_assert_leq(cut, 20, "a badly fitted regime was trimmed (%zu points)", cut);
+  cr_assert_float_eq(ns_score_stats_quantile(&cal, 0.999), ns_score_stats_quantile(&reg, 0.999),
+                     0.02 * ns_score_stats_quantile(&reg, 0.999));
+  free(v);
+  free(a);
+}
+
+/* Robust rounds' ranking: series 0 is a regime the model fits badly (every
+ * window 10x), series 1 is fitted well but holds one anomalous window (5x).
+ * By absolute error the regime's windows fill the top; relative to each
+ * series' median the anomaly is first and the regime is ordinary. */
+Test(train, relative_error_ranks_local_anomalies_first) {
+  enum { NW = 20 };
+  ns_train_window w[NW];
+  float err[NW], rel[NW];
+  size_t cand[NW];
+  for (int i = 0; i < NW; i++) {
+    w[i] = (ns_train_window){(uint32_t)(i / 10), (uint32_t)(i % 10) * 64};
+    err[i] = i < 10 ? 10.0f + 0.1f * (float)(i % 3) : 1.0f + 0.05f * (float)(i % 4);
+    cand[i] = (size_t)i;
+  }
+  err[15] = 5.0f;
+  int top_abs = 0;
+  for (int i = 1; i < NW; i++) top_abs = err[i] > err[top_abs] ? i : top_abs;
+  cr_assert_lt(top_abs, 10, "absolute: the regime is on top");
+  cr_assert_eq(ns_train_relative_error(err, w, NW, cand, NW, 2, rel), NS_OK);
+  int top = 0;
+  for (int i = 1; i < NW; i++) top = rel[i] > rel[top] ? i : top;
+  cr_assert_eq(top, 15, "relative: the anomalous window first (got %d)", top);
+  cr_assert_gt(rel[15], 4.0f);
+  for (int i = 0; i < 10; i++) cr_assert_lt(rel[i], 1.05f, "regime window %d: %g", i, (double)rel[i]);
+  // candidates only from series 1: series 0 keeps absolute errors
+  cr_assert_eq(ns_train_relative_error(err, w, NW, cand + 10, 10, 2, rel), NS_OK);
+  for (int i = 0; i < 10; i++) cr_assert_float_eq(rel[i], err[i], 1e-6);
+  cr_assert_gt(rel[15], 4.0f);
+}
+
 Test(score_stats, calibrate_level_runs_respect_series_starts_and_keep) {
   /* Flat 1.0 with a 3-point run at 10.0 on each side of a series start: as
    * one run (6 points) it is left out, split by the start it is two short
@@ -796,7 +875,7 @@ Test(score_stats, calibrate_level_runs_respect_series_starts_and_keep) {
   float v[90];
   for (int i = 0; i < 90; i++) v[i] = 1.0f + 0.001f * (float)(i % 7);
   for (int i = 42; i < 48; i++) v[i] = 10.0f;
-  ns_calib_rule rule = {0.5, 2.0, 4};
+  ns_calib_rule rule = {0.5, 2.0, 4, 0};
   ns_score_stats s;
   size_t cut = 0;
   cr_assert_eq(ns_score_stats_calibrate(v, NULL, 90, NULL, 0, &rule, &s, &cut), NS_OK);
