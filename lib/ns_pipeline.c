@@ -942,9 +942,12 @@ done:
  * (role NULL = every row covered by a window of `window` points, as
  * ns_train_calibrate scores held-out segments). *out malloc'ed. */
 static ns_status baseline_scores(const ns_baseline *b, const ns_train_series *s, size_t n, uint8_t *const *role,
-                                 uint8_t bit, int window, float **out, size_t *n_out) {
+                                 uint8_t bit, int window, float **out, size_t *n_out, size_t **starts_out,
+                                 size_t *n_starts) {
   *out = NULL;
   *n_out = 0;
+  *starts_out = NULL;
+  *n_starts = 0;
   size_t M = ns_baseline_n_metrics(b), tot = 0, maxT = 0, k = 0;
   for (size_t i = 0; i < n; i++) {
     tot += s[i].T;
@@ -952,7 +955,8 @@ static ns_status baseline_scores(const ns_baseline *b, const ns_train_series *s,
   }
   float *sc = malloc((tot ? tot : 1) * sizeof *sc), *xh = malloc((maxT ? maxT : 1) * M * sizeof *xh),
         *pt = malloc((maxT ? maxT : 1) * sizeof *pt);
-  ns_status st = sc && xh && pt ? NS_OK : NS_ERR_NOMEM;
+  size_t *starts = malloc((n ? n : 1) * sizeof *starts), ns = 0;
+  ns_status st = sc && xh && pt && starts ? NS_OK : NS_ERR_NOMEM;
   for (size_t i = 0; !st && i < n; i++) {
     size_t T = s[i].T, lo = 0;
     if (T == 0) continue;
@@ -964,17 +968,22 @@ static ns_status baseline_scores(const ns_baseline *b, const ns_train_series *s,
     }
     if ((st = ns_baseline_reconstruct(b, s[i].x, T, xh))) break;
     ns_baseline_score(b, s[i].x, xh, T, pt, NULL);
+    starts[ns++] = k; // the calibration's runs and per-segment medians stop at series boundaries
+    // points inside expert "anomalous" labels stay out, as for the Transformer
     for (size_t t = lo; t < T; t++)
-      if (!role || (role[i][t] & bit)) sc[k++] = pt[t];
+      if ((!role || (role[i][t] & bit)) && !(s[i].skip && s[i].skip[t])) sc[k++] = pt[t];
   }
   free(xh);
   free(pt);
   if (st) {
     free(sc);
+    free(starts);
     return st;
   }
   *out = sc;
   *n_out = k;
+  *starts_out = starts;
+  *n_starts = ns;
   return NS_OK;
 }
 
@@ -989,7 +998,7 @@ static ns_status train_baseline_cluster(const ns_config *cfg, ns_baseline_kind k
   *window_out = window;
   ns_train_window *w = NULL;
   ns_train_series *runs = NULL;
-  size_t nw = 0, nkeep = 0, ntrain = 0, ncalib = 0, nruns = 0, nsc = 0, *keep = NULL;
+  size_t nw = 0, nkeep = 0, ntrain = 0, ncalib = 0, nruns = 0, nsc = 0, *keep = NULL, *starts = NULL, nstarts = 0;
   float *sc = NULL;
   ns_baseline *b = NULL;
   /* Per series and row: bit 1 = in a training window, bit 2 = in a calibration window. */
@@ -1045,8 +1054,8 @@ static ns_status train_baseline_cluster(const ns_config *cfg, ns_baseline_kind k
   sum->train_loss = ns_baseline_score_stats(b)->mean; /* mean training score: a baseline has no other loss */
   if (ncalib) {
     ns_score_stats stats;
-    if ((s = baseline_scores(b, r->series, r->n, role, 2, window, &sc, &nsc))) goto done;
-    if ((s = ns_score_stats_calibrate(sc, NULL, nsc, NULL, 0, (ns_calib_rule[]){calib_rule(cfg)}, &stats,
+    if ((s = baseline_scores(b, r->series, r->n, role, 2, window, &sc, &nsc, &starts, &nstarts))) goto done;
+    if ((s = ns_score_stats_calibrate(sc, NULL, nsc, starts, nstarts, (ns_calib_rule[]){calib_rule(cfg)}, &stats,
                                             &sum->calibration_trimmed)))
       goto done;
     ns_baseline_set_score_stats(b, &stats);
@@ -1063,6 +1072,7 @@ done:
   free(role);
   free(runs);
   free(sc);
+  free(starts);
   free(keep);
   free(w);
   return s;
@@ -1079,12 +1089,12 @@ static ns_status calibrate_baseline(ns_store *st, const ns_clib_cluster *c, cons
   size_t n = 0, k = 0;
   ns_status s = load_calibration(st, c, lib, used, cap, &seg, &ser, &n, &k);
   float *sc = NULL;
-  size_t nsc = 0;
-  if (!s && k > 0) s = baseline_scores(b, ser, k, NULL, 0, window, &sc, &nsc);
+  size_t nsc = 0, *starts = NULL, nstarts = 0;
+  if (!s && k > 0) s = baseline_scores(b, ser, k, NULL, 0, window, &sc, &nsc, &starts, &nstarts);
   if (!s && nsc > 0) {
     ns_score_stats stats;
     size_t cut = 0;
-    s = ns_score_stats_calibrate(sc, NULL, nsc, NULL, 0, rule, &stats, &cut);
+    s = ns_score_stats_calibrate(sc, NULL, nsc, starts, nstarts, rule, &stats, &cut);
     if (!s) {
       *trimmed = cut;
       ns_baseline_set_score_stats(b, &stats);
@@ -1096,6 +1106,7 @@ static ns_status calibrate_baseline(ns_store *st, const ns_clib_cluster *c, cons
   }
   free_calibration(seg, ser, n);
   free(sc);
+  free(starts);
   return s;
 }
 

@@ -295,6 +295,51 @@ Test(baseline_variants, segment_schema_mismatch_is_an_error) {
   ns_library_free(lib);
 }
 
+/* A cluster larger than its representatives calibrates a baseline on members
+ * it was not trained on. A stretch of one such member that an expert
+ * labelled anomalous must stay out of those thresholds, as it does for the
+ * Transformer (ns_train_series.skip). Plain calibration (train_calib_robust
+ * = no), so the label is the only thing that can leave the stretch out. */
+Test(baseline_variants, expert_labels_stay_out_of_member_calibration) {
+  const char *kv[] = {"train_min_windows=0", "train_calib_robust=no"};
+  for (size_t i = 0; i < 2; i++) cr_assert_eq(ns_config_apply_args(cfg, 1, (char *const *)&kv[i]), NS_OK);
+  // 8 more sine segments: the sine cluster has 12 members, 4 representatives
+  ns_segment *spiked = NULL;
+  for (int j = 0; j < 8; j++) {
+    ns_segment *sg = segment(0, 10 + j, 50 + j, (unsigned)(900 + j), -1);
+    if (j == 5) // a spike modest enough not to change the clustering
+      for (int t = 130; t < 142; t++) sg->x[t * NM + SPIKE_METRIC] = 1.6f;
+    int64_t id;
+    cr_assert_eq(ns_store_put_segment(store, sg, "train", &id), NS_OK, "%s", ns_err_detail());
+    if (j == 5) spiked = sg;
+    else ns_segment_free(sg);
+  }
+  double q_plain[8] = {0}, q_lab[8] = {0};
+  ns_train_summary a = train(NS_VARIANT_ZSCORE);
+  cr_assert_eq(a.n_segments, 16);
+  cr_assert_leq(a.n_clusters, 8);
+  for (size_t c = 0; c < a.n_clusters; c++) q_plain[c] = a.clusters[c].score_q99;
+  ns_label l = {.cluster = "lab", .node = spiked->node, .job_id = spiked->job_id,
+                .start_ms = spiked->start_ms + 128LL * IV, .end_ms = spiked->start_ms + 145LL * IV, .label = 1,
+                .author = "test", .source = "expert", .note = "spike"};
+  int64_t lid;
+  cr_assert_eq(ns_store_put_label(store, &l, &lid), NS_OK, "%s", ns_err_detail());
+  ns_train_summary b = train(NS_VARIANT_ZSCORE);
+  cr_assert_eq(b.n_clusters, a.n_clusters, "labels must not change the clustering");
+  size_t lower = 0, member_calibrated = 0;
+  for (size_t c = 0; c < b.n_clusters; c++) {
+    q_lab[c] = b.clusters[c].score_q99;
+    member_calibrated += b.clusters[c].calibration_segments > 0;
+    if (q_lab[c] < 0.9 * q_plain[c]) lower++;
+    else cr_assert_float_eq(q_lab[c], q_plain[c], 1e-9 * (1 + q_plain[c]), "cluster %zu moved", c);
+  }
+  cr_assert_gt(member_calibrated, 0, "no cluster calibrated on held-out members");
+  cr_assert_eq(lower, 1, "the labelled spike still sets a threshold (%zu clusters lower)", lower);
+  ns_train_summary_clear(&a);
+  ns_train_summary_clear(&b);
+  ns_segment_free(spiked);
+}
+
 Test(baseline_variants, no_incremental_training_of_or_on_baselines) {
   ns_train_plan plan = {.cluster = "lab", .split = "train", .activate = true, .variant = NS_VARIANT_AE,
                         .incremental = true};
