@@ -254,12 +254,34 @@ done:
   return out;
 }
 
+/* Leaves out (use = 0) every run of at least min_run consecutive used points
+ * of [a, b) above tau; a run never crosses a series start (brk) or an unused
+ * point. Returns the count left out. */
+static size_t drop_runs(const float *score, uint8_t *use, const uint8_t *brk, size_t a, size_t b, double tau,
+                        size_t min_run) {
+  size_t out = 0;
+  for (size_t i = a; i < b;) {
+    if (!use[i] || !(score[i] > tau)) {
+      i++;
+      continue;
+    }
+    size_t u = i + 1;
+    while (u < b && use[u] && !brk[u] && score[u] > tau) u++;
+    if (u - i >= min_run) {
+      memset(use + i, 0, u - i);
+      out += u - i;
+    }
+    i = u;
+  }
+  return out;
+}
+
 /* Contamination is local: an anomaly lifts a stretch of a segment far above
  * that segment's own typical error, while a regime the model fits badly lifts
  * the whole segment (and its median with it). Runs of at least min_run points
  * above rel x their series' median score are left out. */
-static size_t relative_trim(const float *score, uint8_t *use, size_t n, const size_t *starts, size_t n_starts,
-                            double rel, size_t min_run) {
+static size_t relative_trim(const float *score, uint8_t *use, const uint8_t *brk, size_t n, const size_t *starts,
+                            size_t n_starts, double rel, size_t min_run) {
   size_t out = 0;
   float *v = malloc((n ? n : 1) * sizeof *v);
   if (!v) return 0;
@@ -272,20 +294,7 @@ static size_t relative_trim(const float *score, uint8_t *use, size_t n, const si
       if (use[i]) v[m++] = score[i];
     if (m < 4 * min_run) continue;
     qsort(v, m, sizeof *v, ns_cmp_float);
-    double tau = rel * v[m / 2];
-    for (size_t i = a; i < b;) {
-      if (!use[i] || !(score[i] > tau)) {
-        i++;
-        continue;
-      }
-      size_t u = i + 1;
-      while (u < b && use[u] && score[u] > tau) u++;
-      if (u - i >= min_run) {
-        memset(use + i, 0, u - i);
-        out += u - i;
-      }
-      i = u;
-    }
+    out += drop_runs(score, use, brk, a, b, rel * v[m / 2], min_run);
   }
   free(v);
   return out;
@@ -304,12 +313,12 @@ ns_status ns_score_stats_calibrate(const float *score, const uint8_t *keep, size
     goto done;
   }
   for (size_t i = 0; i < n; i++) use[i] = (!keep || keep[i]) && isfinite(score[i]);
-  size_t cut = 0;
-  if (rule && rule->min_run > 0 && rule->relative > 0 && starts)
-    cut = relative_trim(score, use, n, starts, n_starts, rule->relative, rule->min_run);
-  if (rule && rule->min_run > 0) cut += mixture_trim(score, use, n);
   for (size_t j = 0; starts && j < n_starts; j++)
     if (starts[j] < n) brk[starts[j]] = 1;
+  size_t cut = 0;
+  if (rule && rule->min_run > 0 && rule->relative > 0 && starts)
+    cut = relative_trim(score, use, brk, n, starts, n_starts, rule->relative, rule->min_run);
+  if (rule && rule->min_run > 0) cut += mixture_trim(score, use, n);
   for (int pass = 0; pass < 50; pass++) {
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
@@ -317,20 +326,7 @@ ns_status ns_score_stats_calibrate(const float *score, const uint8_t *keep, size
     if ((st = ns_score_stats_compute(v, m, out))) goto done;
     if (!rule || rule->min_run == 0 || !(rule->factor > 0)) break;
     double tau = rule->factor * ns_score_stats_quantile(out, rule->quantile);
-    size_t dropped = 0;
-    for (size_t i = 0; i < n;) {
-      if (!use[i] || !(score[i] > tau)) {
-        i++;
-        continue;
-      }
-      size_t u = i + 1;
-      while (u < n && use[u] && !brk[u] && score[u] > tau) u++;
-      if (u - i >= rule->min_run) {
-        memset(use + i, 0, u - i);
-        dropped += u - i;
-      }
-      i = u;
-    }
+    size_t dropped = drop_runs(score, use, brk, 0, n, tau, rule->min_run);
     if (dropped == 0) break;
     cut += dropped;
   }

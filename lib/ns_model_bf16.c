@@ -26,19 +26,17 @@
 typedef struct bf16_lin {
   uint16_t *w; /* (NB, KP, 32) */
   float *b;    /* (NB*16), zero past N */
-  int K, KP, N, NB;
+  int KP, N, NB; /* input pairs, outputs, 16-column blocks */
 } bf16_lin;
 
 struct ns_bf16_model {
-  int M, d, L, E, F, H;
+  int L, E; /* layers, experts per layer: sizes of the arrays below */
   bf16_lin emb, dec;
   bf16_lin *qkv, *att; /* L each */
   bf16_lin *w1, *w2;   /* L*E each */
 };
 
 struct ns_bf16_ws {
-  int Bmax, T;
-  size_t N, NK;
   uint16_t *xb;   /* (N, 2KP(M)) */
   float *h;       /* (N, d) layer input / output, fp32 residual stream */
   uint16_t *hb;   /* (N, 2KP(d)) the same in bf16 */
@@ -57,7 +55,6 @@ struct ns_bf16_ws {
   float *moe;     /* (N, d) */
   float *out;     /* (N, M) */
   int *tok;       /* (NK) */
-  int *sel;       /* (NK) experts chosen per token */
   int *off;       /* (E+1) */
   uint64_t *rows; /* (L, E) */
 };
@@ -84,7 +81,6 @@ bool ns_bf16_supported(void) {
 
 static ns_status lin_pack(bf16_lin *L, const float *W, const float *b, int N, int K) {
   L->N = N;
-  L->K = K;
   L->KP = (K + 1) / 2;
   L->NB = (N + 15) / 16;
   size_t nw = (size_t)L->NB * L->KP * 32;
@@ -127,7 +123,7 @@ ns_status ns_bf16_pack(const ns_model *m, ns_bf16_model **out) {
   const ns_params *p = &m->p;
   ns_bf16_model *b = calloc(1, sizeof *b);
   if (!b) return NS_ERR_NOMEM;
-  b->M = s->M, b->d = s->d, b->L = s->L, b->E = s->E, b->F = s->F, b->H = s->H;
+  b->L = s->L, b->E = s->E;
   size_t d = (size_t)s->d, E = (size_t)s->E, F = (size_t)s->F;
   ns_status st = NS_ERR_NOMEM;
   if (!(b->qkv = calloc((size_t)s->L, sizeof *b->qkv)) || !(b->att = calloc((size_t)s->L, sizeof *b->att)) ||
@@ -157,7 +153,7 @@ void ns_bf16_ws_free(ns_bf16_ws *w) {
   if (!w) return;
   free(w->xb), free(w->h), free(w->hb), free(w->qkv), free(w->KT), free(w->P), free(w->atty), free(w->attyb);
   free(w->attp), free(w->ln1), free(w->ln1b), free(w->prob), free(w->G), free(w->Hb), free(w->Y);
-  free(w->moe), free(w->out), free(w->tok), free(w->sel), free(w->off), free(w->rows);
+  free(w->moe), free(w->out), free(w->tok), free(w->off), free(w->rows);
   free(w);
 }
 
@@ -166,10 +162,8 @@ ns_status ns_bf16_ws_create(const ns_model *m, int Bmax, int T, ns_bf16_ws **out
   const ns_shape *s = &m->sh;
   ns_bf16_ws *w = calloc(1, sizeof *w);
   if (!w) return NS_ERR_NOMEM;
-  w->Bmax = Bmax, w->T = T;
   size_t N = (size_t)Bmax * T, NK = N * (size_t)s->K, d = (size_t)s->d;
   size_t M2 = 2 * (((size_t)s->M + 1) / 2), d2 = 2 * ((d + 1) / 2), F2 = 2 * (((size_t)s->F + 1) / 2);
-  w->N = N, w->NK = NK;
   /* calloc: the pad element of every bf16 row must read as zero */
   w->xb = calloc(N * M2, sizeof *w->xb);
   w->h = calloc(N * d, sizeof *w->h);
@@ -189,11 +183,10 @@ ns_status ns_bf16_ws_create(const ns_model *m, int Bmax, int T, ns_bf16_ws **out
   w->moe = calloc(N * d, sizeof *w->moe);
   w->out = calloc(N * (size_t)s->M, sizeof *w->out);
   w->tok = calloc(NK, sizeof *w->tok);
-  w->sel = calloc(NK, sizeof *w->sel);
   w->off = calloc((size_t)s->E + 1, sizeof *w->off);
   w->rows = calloc((size_t)s->L * s->E, sizeof *w->rows);
   if (!w->xb || !w->h || !w->hb || !w->qkv || !w->KT || !w->P || !w->atty || !w->attyb || !w->attp || !w->ln1 ||
-      !w->ln1b || !w->prob || !w->G || !w->Hb || !w->Y || !w->moe || !w->out || !w->tok || !w->sel || !w->off || !w->rows) {
+      !w->ln1b || !w->prob || !w->G || !w->Hb || !w->Y || !w->moe || !w->out || !w->tok || !w->off || !w->rows) {
     ns_bf16_ws_free(w);
     return NS_ERR_NOMEM;
   }
@@ -204,6 +197,11 @@ ns_status ns_bf16_ws_create(const ns_model *m, int Bmax, int T, ns_bf16_ws **out
 const float *ns_bf16_ws_out(const ns_bf16_ws *w) { return w->out; }
 
 #ifdef NS_BF16_KERNELS
+/* Lanes of a 16-wide vector holding the first n (may be <= 0 or > 16) valid elements. */
+static inline __mmask16 tail_mask(int n) {
+  return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u);
+}
+
 /* o[0..K) = bf16(s[0..K)), nearest-even (the same rounding as f2bf for
  * finite values) */
 NS_TARGET_BF16 static void row_bf16(uint16_t *o, const float *s, int K) {
@@ -211,7 +209,7 @@ NS_TARGET_BF16 static void row_bf16(uint16_t *o, const float *s, int K) {
   for (; k + 16 <= K; k += 16)
     _mm256_storeu_si256((__m256i *)(o + k), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + k)));
   if (k < K) {
-    __mmask16 mk = (__mmask16)((1u << (K - k)) - 1u);
+    __mmask16 mk = tail_mask(K - k);
     _mm256_mask_storeu_epi16(o + k, mk, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mk, s + k)));
   }
 }
@@ -250,8 +248,7 @@ micro(const uint16_t *A, size_t lda, const uint16_t *W, int KP, const float *bia
     }
   }
   for (int c = 0; c < CZ; c++) {
-    int n = nvalid - 16 * c;
-    __mmask16 mk = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u);
+    __mmask16 mk = tail_mask(nvalid - 16 * c);
     for (int r = 0; r < R; r++) {
       if (mode == OUT_F32) {
         _mm512_mask_storeu_ps(C + (size_t)r * ldc + 16 * c, mk, acc[r][c]);
@@ -315,8 +312,7 @@ fma_rows(const float *A, size_t lda, const float *Bm, size_t ldb, int Kn, int nv
   __m512 acc[4][4];
   __mmask16 mk[4];
   for (int c = 0; c < CZ; c++) {
-    int n = nvalid - 16 * c;
-    mk[c] = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u);
+    mk[c] = tail_mask(nvalid - 16 * c);
     for (int r = 0; r < R; r++) acc[r][c] = _mm512_setzero_ps();
   }
   for (int k = 0; k < Kn; k++) {
@@ -373,19 +369,19 @@ NS_TARGET_BF16 static void softmax_rows(float *P, size_t ld, int rows, int n) {
     float *r = P + (size_t)t * ld;
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int i = 0; i < n; i += 16) {
-      __mmask16 mk = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+      __mmask16 mk = tail_mask(n - i);
       mx = _mm512_mask_max_ps(mx, mk, mx, _mm512_maskz_loadu_ps(mk, r + i));
     }
     __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx)), sum = _mm512_setzero_ps();
     for (int i = 0; i < n; i += 16) {
-      __mmask16 mk = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+      __mmask16 mk = tail_mask(n - i);
       __m512 e = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, r + i), m)));
       sum = _mm512_add_ps(sum, e);
       _mm512_mask_storeu_ps(r + i, mk, e);
     }
     __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
     for (int i = 0; i < n; i += 16) {
-      __mmask16 mk = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+      __mmask16 mk = tail_mask(n - i);
       _mm512_mask_storeu_ps(r + i, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, r + i), inv));
     }
   }
@@ -428,20 +424,20 @@ NS_TARGET_BF16 static void add_layernorm(float *out, uint16_t *outb, const float
     uint16_t *ob = outb + n * (size_t)C2;
     __m512 sum = _mm512_setzero_ps();
     for (int i = 0; i < C; i += 16) {
-      __mmask16 mk = C - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - i)) - 1u);
+      __mmask16 mk = tail_mask(C - i);
       __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, x + i), _mm512_maskz_loadu_ps(mk, y + i));
       _mm512_mask_storeu_ps(o + i, mk, v);
       sum = _mm512_add_ps(sum, v);
     }
     __m512 mv = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / (float)C), var = _mm512_setzero_ps();
     for (int i = 0; i < C; i += 16) {
-      __mmask16 mk = C - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - i)) - 1u);
+      __mmask16 mk = tail_mask(C - i);
       __m512 dv = _mm512_maskz_sub_ps(mk, _mm512_maskz_loadu_ps(mk, o + i), mv);
       var = _mm512_fmadd_ps(dv, dv, var);
     }
     __m512 rs = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(var) / (float)C + 1e-5f));
     for (int i = 0; i < C; i += 16) {
-      __mmask16 mk = C - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - i)) - 1u);
+      __mmask16 mk = tail_mask(C - i);
       __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, o + i), mv), rs);
       v = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(mk, g + i), _mm512_maskz_loadu_ps(mk, beta + i));
       _mm512_mask_storeu_ps(o + i, mk, v);
@@ -453,7 +449,7 @@ NS_TARGET_BF16 static void add_layernorm(float *out, uint16_t *outb, const float
 NS_TARGET_BF16 static float dot(const float *a, const float *b, int n) {
   __m512 acc = _mm512_setzero_ps();
   for (int i = 0; i < n; i += 16) {
-    __mmask16 mk = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+    __mmask16 mk = tail_mask(n - i);
     acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, a + i), _mm512_maskz_loadu_ps(mk, b + i), acc);
   }
   return _mm512_reduce_add_ps(acc);
@@ -470,8 +466,6 @@ static void moe_fwd(const ns_model *m, const ns_bf16_model *pk, ns_bf16_ws *w, i
     for (size_t n = 0; n < N; n++) tok[n] = (int)n;
   } else {
     const float *rt = m->p.rt_w + (size_t)l * E * d;
-    int cnt[E + 1];
-    memset(cnt, 0, sizeof cnt);
     for (size_t n = 0; n < N; n++) {
       const float *x = w->ln1 + n * d;
       float *pr = w->prob + n * E, mx = -INFINITY, sum = 0.0f;
@@ -482,14 +476,8 @@ static void moe_fwd(const ns_model *m, const ns_bf16_model *pk, ns_bf16_ws *w, i
       }
       for (int e = 0; e < E; e++) sum += pr[e] = expf(pr[e] - mx);
       for (int e = 0; e < E; e++) pr[e] /= sum;
-      int *sel = w->sel + n * K;
-      ns_moe_topk(pr, E, K, sel); // the fp32 path's choice rule
-      for (int k = 0; k < K; k++) cnt[sel[k] + 1]++;
     }
-    for (int e = 0; e < E; e++) cnt[e + 1] += cnt[e];
-    memcpy(off, cnt, (size_t)(E + 1) * sizeof(int));
-    for (size_t n = 0; n < N; n++)
-      for (int k = 0; k < K; k++) tok[cnt[w->sel[n * K + k]]++] = (int)n;
+    ns_moe_route(w->prob, (int)N, E, K, off, tok); // the fp32 path's choice rule
   }
   if (K > 1) memset(w->moe, 0, N * d * sizeof(float)); // K = 1: every token is written once
   for (int e = 0; e < E; e++) {

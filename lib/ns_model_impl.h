@@ -150,8 +150,10 @@ typedef struct ns_moe_p {
 typedef struct ns_moe_g {
   float *rt, *w1, *b1, *w2, *b2;
 } ns_moe_g;
-/* idx[0..K): the K largest of p[0..E), ties to the lower index. */
-void ns_moe_topk(const float *p, int E, int K, int *idx);
+/* Routing of N tokens with router probabilities prob (N,E) to their top-K
+ * experts (ties to the lower index): expert e's tokens, in order, are
+ * tok[off[e] .. off[e+1]). off: E+1, tok: N*K. Shared by both precisions. */
+void ns_moe_route(const float *prob, int N, int E, int K, int *off, int *tok);
 void ns_moe_fwd(float *out, ns_acts *a, const float *inp, const ns_moe_p *p, int N, int d, int F, int E, int K,
                 bool dense, uint64_t *rows);
 /* dinp += ...; grads += ...; aux_g (E): extra dL/dp per token and expert. */

@@ -201,7 +201,8 @@ void ns_embed_bwd(float *dW, float *db, float *dseg, const float *dout, const fl
   }
 }
 
-void ns_moe_topk(const float *p, int E, int K, int *idx) {
+/* The K largest of p[0..E), ties to the lower index. */
+static void topk(const float *p, int E, int K, int *idx) {
   for (int k = 0; k < K; k++) {
     int best = -1;
     for (int e = 0; e < E; e++) {
@@ -210,6 +211,23 @@ void ns_moe_topk(const float *p, int E, int K, int *idx) {
       if (!used && (best < 0 || p[e] > p[best])) best = e;
     }
     idx[k] = best;
+  }
+}
+
+void ns_moe_route(const float *prob, int N, int E, int K, int *off, int *tok) {
+  // counting sort of (token, expert) pairs by expert, tokens in order
+  int cnt[E + 1];
+  memset(cnt, 0, sizeof cnt);
+  int sel[K > 0 ? K : 1];
+  for (int n = 0; n < N; n++) {
+    topk(prob + (size_t)n * E, E, K, sel);
+    for (int k = 0; k < K; k++) cnt[sel[k] + 1]++;
+  }
+  for (int e = 0; e < E; e++) cnt[e + 1] += cnt[e];
+  memcpy(off, cnt, (size_t)(E + 1) * sizeof(int));
+  for (int n = 0; n < N; n++) {
+    topk(prob + (size_t)n * E, E, K, sel);
+    for (int k = 0; k < K; k++) tok[cnt[sel[k]]++] = n;
   }
 }
 
@@ -224,20 +242,7 @@ void ns_moe_fwd(float *out, ns_acts *a, const float *inp, const ns_moe_p *p, int
   } else {
     ns_matmul_fwd(a->prob, inp, p->rt, NULL, N, d, E);
     for (int n = 0; n < N; n++) softmax_row(a->prob + (size_t)n * E, E);
-    // counting sort of (token, expert) pairs by expert, tokens in order
-    int cnt[E + 1];
-    memset(cnt, 0, sizeof cnt);
-    int sel[K > 0 ? K : 1];
-    for (int n = 0; n < N; n++) {
-      ns_moe_topk(a->prob + (size_t)n * E, E, K, sel);
-      for (int k = 0; k < K; k++) cnt[sel[k] + 1]++;
-    }
-    for (int e = 0; e < E; e++) cnt[e + 1] += cnt[e];
-    memcpy(off, cnt, (size_t)(E + 1) * sizeof(int));
-    for (int n = 0; n < N; n++) {
-      ns_moe_topk(a->prob + (size_t)n * E, E, K, sel);
-      for (int k = 0; k < K; k++) tok[cnt[sel[k]]++] = n;
-    }
+    ns_moe_route(a->prob, N, E, K, off, tok);
   }
   memset(out, 0, (size_t)N * d * sizeof(float));
   for (int e = 0; e < E; e++) {

@@ -539,24 +539,18 @@ done:
  * error dropped the hard regimes and kept the contamination. */
 ns_status ns_train_relative_error(const float *err, const ns_train_window *w, size_t nw, const size_t *cand,
                                   size_t ncand, size_t nseries, float *out) {
-  size_t *cnt = calloc(nseries + 1, sizeof *cnt);
+  size_t *cnt = calloc(nseries + 1, sizeof *cnt), *pos = malloc((nseries ? nseries : 1) * sizeof *pos);
   float *v = malloc((ncand ? ncand : 1) * sizeof *v), *med = malloc((nseries ? nseries : 1) * sizeof *med);
   ns_status s = NS_OK;
-  if (!cnt || !v || !med) {
+  if (!cnt || !pos || !v || !med) {
     s = NS_ERR_NOMEM;
     goto done;
   }
   // candidates grouped by series (counting sort), then each group's median
   for (size_t i = 0; i < ncand; i++) cnt[w[cand[i]].series + 1]++;
   for (size_t j = 0; j < nseries; j++) cnt[j + 1] += cnt[j];
-  size_t *pos = malloc((nseries ? nseries : 1) * sizeof *pos);
-  if (!pos) {
-    s = NS_ERR_NOMEM;
-    goto done;
-  }
   memcpy(pos, cnt, nseries * sizeof *pos);
   for (size_t i = 0; i < ncand; i++) v[pos[w[cand[i]].series]++] = err[cand[i]];
-  free(pos);
   for (size_t j = 0; j < nseries; j++) {
     size_t m = cnt[j + 1] - cnt[j];
     med[j] = NAN;
@@ -570,6 +564,7 @@ ns_status ns_train_relative_error(const float *err, const ns_train_window *w, si
   }
 done:
   free(cnt);
+  free(pos);
   free(v);
   free(med);
   return s;
