@@ -79,14 +79,18 @@
   X(detect, detect_level_min_duration, DURATION, "1m", 0, 86400000, "", "Level rule: minimum duration above the level.") \
   X(detect, detect_min_interval, DURATION, "0", 0, 86400000, "", "Anomalous intervals shorter than this are dropped.") \
   X(detect, train_robust, BOOL, "yes", 0, 1, "", "Contamination-robust training in rounds (Refine).") \
-  X(detect, train_robust_percentile, DOUBLE, "95", 50, 100, "", "Windows above this reconstruction-error percentile are dropped each round.") \
-  X(detect, train_robust_rounds, INT, "4", 1, 100, "", "Maximum robust-training rounds.")        \
-  X(detect, train_robust_relative, DOUBLE, "3", 0, 1e6, "",                                            \
-    "Robust rounds rank a window's error relative to its own segment's median window error and drop only windows above the percentile and this multiple of that median; 0 = absolute error.") \
+  X(detect, train_robust_percentile, DOUBLE, "95", 50, 100, "", "Each round drops the kept windows above this percentile of their relative error.") \
+  X(detect, train_robust_rounds, INT, "5", 1, 100, "", "Maximum robust-training rounds (each retrains from scratch on the kept windows).") \
+  X(detect, train_robust_relative, DOUBLE, "1.5", 0, 1e6, "",                                          \
+    "Robust rounds rank a window's error relative to its peers' error at the same times (without peers: its own segment's median window error) and drop only windows above the percentile and this multiple; 0 = absolute error.") \
+  X(detect, train_robust_peers, INT, "8", 0, 64, "",                                                   \
+    "Peer segments (the job's other nodes; idle: other nodes idle at the time) whose error at the same times a training window and a calibration stretch are judged against; 0 = own segment only.") \
   X(detect, train_calib_robust, BOOL, "yes", 0, 1, "",                                                  \
     "Thresholds leave out a far upper mode of the calibration scores (at most 5 %) and the stretches the level rule itself flags.") \
   X(detect, train_calib_relative, DOUBLE, "5", 0, 1e6, "",                                            \
     "With train_calib_robust: calibration also leaves out stretches (>= detect_level_min_duration) above this multiple of their own segment's median score; 0 = off.") \
+  X(detect, train_calib_peer_relative, DOUBLE, "3", 0, 1e6, "",                                       \
+    "With train_calib_robust and train_robust_peers: calibration also leaves out stretches (>= detect_level_min_duration) above this multiple of their peers' score at the same times; 0 = off.") \
   X(detect, train_min_windows, INT, "512", 0, 1000000, "",                                            \
     "A cluster whose representatives give fewer training windows is given its next-nearest members too.") \
   X(detect, train_max_series, INT, "200", 1, 100000, "", "Most member segments one cluster's model trains on.") \

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include "ns_clib.h"
 #include "ns_clib_random.h"
+#include "ns_peer.h"
 #include "ns_baseline.h"
 #include "ns_detect_internal.h"
 #include "ns_log.h"
@@ -178,11 +179,67 @@ static ns_status cluster_window(const rep_data *r, int window, int *out) {
   return NS_OK;
 }
 
+/* Robust ranking of the windows: error over the same times on the
+ * segment's peers where it has some (ns_peer.h), else over its own segment's
+ * median window error; train_robust_relative = 0: absolute error. */
+static ns_status robust_rank(ns_store *st, const ns_config *cfg, const ns_model *m, const rep_data *r,
+                             const ns_train_window *w, size_t nw, int window, const float *err, const size_t *cand,
+                             size_t ncand, float *rank) {
+  int peers = (int)ns_cfg_int(cfg, NS_CFG_train_robust_peers);
+  if (!(ns_cfg_double(cfg, NS_CFG_train_robust_relative) > 0)) {
+    memcpy(rank, err, nw * sizeof *rank);
+    return NS_OK;
+  }
+  ns_status s = ns_train_relative_error(err, w, nw, cand, ncand, r->n, rank);
+  if (s || peers == 0) return s;
+  float **ref = NULL, *pr = malloc((nw ? nw : 1) * sizeof *pr);
+  if (!pr) return NS_ERR_NOMEM;
+  if (!(s = ns_peer_ref(st, m, r->seg, r->series, r->n, peers, &ref))) {
+    ns_peer_window_ratio(err, w, nw, window, r->series, ref, pr);
+    for (size_t i = 0; i < nw; i++)
+      if (isfinite(pr[i])) rank[i] = pr[i];
+  }
+  ns_peer_ref_free(ref, r->n);
+  free(pr);
+  return s;
+}
+
+/* Calibration leaves out stretches (at least the level rule's minimum
+ * duration) above train_calib_peer_relative x the peers' score at the same
+ * times: contamination the thresholds would otherwise be raised by. Marks
+ * skip[i]; *trimmed counts the points. Off with train_calib_robust = no. */
+static ns_status peer_calib_skip(ns_store *st, const ns_config *cfg, const ns_model *m, ns_segment *const *segs,
+                                 const ns_train_series *ser, size_t n, uint8_t *const *skip, size_t *trimmed) {
+  *trimmed = 0;
+  int peers = (int)ns_cfg_int(cfg, NS_CFG_train_robust_peers);
+  ns_calib_rule rule = calib_rule(cfg);
+  double rel = ns_cfg_double(cfg, NS_CFG_train_calib_peer_relative);
+  if (peers == 0 || rule.min_run == 0 || !(rel > 0) || n == 0) return NS_OK;
+  float **ref = NULL, *xh = NULL, *sc = NULL;
+  ns_status s = ns_peer_ref(st, m, segs, ser, n, peers, &ref);
+  size_t M = (size_t)ns_model_get_hparams(m)->n_metrics;
+  for (size_t i = 0; i < n && !s; i++) {
+    free(xh), free(sc);
+    xh = malloc((ser[i].T ? ser[i].T : 1) * M * sizeof *xh), sc = malloc((ser[i].T ? ser[i].T : 1) * sizeof *sc);
+    if (!xh || !sc) {
+      s = NS_ERR_NOMEM;
+      break;
+    }
+    if ((s = ns_model_reconstruct(m, ser[i].x, ser[i].T, ser[i].code, xh))) break;
+    ns_model_score(m, ser[i].x, xh, ser[i].T, sc, NULL);
+    *trimmed += ns_peer_trim(sc, ref[i], ser[i].T, rel, rule.min_run, skip[i]);
+  }
+  ns_peer_ref_free(ref, n);
+  free(xh);
+  free(sc);
+  return s;
+}
+
 /* Train one cluster's model: windows inside expert anomaly labels are never
  * used; with robust training on, rounds drop the windows whose error is
  * above the percentile and fine-tune on the rest, until the threshold moves
  * less than 5 % or the round limit (Refine). */
-static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0, const ns_clib *lib, size_t ci,
+static ns_status train_cluster(ns_store *st, const ns_config *cfg, const ns_model_hparams *hp0, const ns_clib *lib, size_t ci,
                                rep_data *r, bool holdout, ns_model **out, ns_train_cluster_summary *sum) {
   *out = NULL;
   const ns_clib_cluster *c = &lib->clusters[ci];
@@ -236,56 +293,46 @@ static ns_status train_cluster(const ns_config *cfg, const ns_model_hparams *hp0
   sum->rounds = 1;
   bool robust = ns_cfg_bool(cfg, NS_CFG_train_robust);
   double pct = ns_cfg_double(cfg, NS_CFG_train_robust_percentile);
-  int max_rounds = (int)ns_cfg_int(cfg, NS_CFG_train_robust_rounds);
-  double prev_thr = NAN;
-  /* Candidate windows for every round: all not excluded by labels. */
-  size_t *cand = malloc(nkeep * sizeof *cand);
-  if (!cand) {
-    s = NS_ERR_NOMEM;
-    goto done;
-  }
-  size_t ncand = nkeep;
-  memcpy(cand, keep, nkeep * sizeof *cand);
   double rel_min = ns_cfg_double(cfg, NS_CFG_train_robust_relative);
-  bool relative = rel_min > 0;
+  int max_rounds = (int)ns_cfg_int(cfg, NS_CFG_train_robust_rounds);
   float *rank = NULL;
-  if (robust && relative && !(rank = malloc((nw ? nw : 1) * sizeof *rank))) {
-    free(cand);
+  if (robust && !(rank = malloc((nw ? nw : 1) * sizeof *rank))) {
     s = NS_ERR_NOMEM;
     goto done;
   }
   while (robust && sum->rounds < max_rounds) {
-    const float *err = res.window_error;
-    if (relative) {
-      if ((s = ns_train_relative_error(err, w, nw, cand, ncand, r->n, rank))) break;
-      err = rank;
-    }
-    double thr = percentile(err, cand, ncand, pct);
-    if (isfinite(prev_thr) && prev_thr > 0 && fabs(thr - prev_thr) / prev_thr < 0.05) break;
-    prev_thr = thr;
+    if ((s = robust_rank(st, cfg, m, r, w, nw, hp.window, res.window_error, keep, nkeep, rank))) break;
+    double thr = percentile(rank, keep, nkeep, pct);
     size_t k = 0;
-    // relative: only windows also clearly above their own segment go
-    for (size_t i = 0; i < ncand; i++)
-      if (err[cand[i]] <= thr || (relative && err[cand[i]] <= rel_min)) keep[k++] = cand[i];
-    if (k == 0 || k == nkeep) break;
+    // relative: only windows also clearly above their reference go
+    for (size_t i = 0; i < nkeep; i++)
+      if (rank[keep[i]] <= thr || (rel_min > 0 && rank[keep[i]] <= rel_min)) keep[k++] = keep[i];
+    if (k == nkeep || k == 0) break; /* the kept set stopped changing */
     nkeep = k;
+    /* From scratch: a model that has fitted the contamination keeps most of
+     * it through fine-tuning on the kept windows. */
+    ns_model_free(m);
+    m = NULL;
     ns_train_result_free(&res);
     memset(&res, 0, sizeof res);
-    ns_train_opts fo = {.windows = keep, .n_windows = nkeep, .epochs = hp.epochs / 3 > 2 ? hp.epochs / 3 : 2};
-    if ((s = ns_train_finetune(m, r->series, r->n, &fo, &res))) break;
+    ns_train_opts ro = {.windows = keep, .n_windows = nkeep};
+    if ((s = ns_train_model(&hp, (const char *const *)lib->metrics, c->mac_weight, r->series, r->n, &ro, &m, &res)))
+      break;
     sum->rounds++;
   }
   free(rank);
-  free(cand);
   if (s) goto done;
   if (ncalib) {
     ns_score_stats stats;
     ns_calib_rule rule = calib_rule(cfg);
+    size_t pcut = 0;
+    if ((s = peer_calib_skip(st, cfg, m, r->seg, r->series, r->n, r->excluded, &pcut))) goto done;
     if ((s = ns_train_calibrate(m, r->series, r->n, calib, ncalib, &rule, &stats, &sum->calibration_trimmed)))
       goto done;
     ns_model_set_score_stats(m, &stats);
     res.stats = stats;
     sum->calibration_windows = ncalib;
+    sum->calibration_trimmed += pcut;
   }
   sum->windows_used = nkeep;
   sum->train_loss = res.train_loss;
@@ -353,20 +400,23 @@ static void free_calibration(ns_segment **seg, ns_train_series *ser, size_t n) {
 /* Thresholds come from scores the model has not been fitted to: up to `cap`
  * of the cluster's members it was not trained on, spread evenly over them. A
  * cluster whose members were all trained on keeps the training statistics. */
-static ns_status calibrate(ns_store *st, const ns_clib_cluster *c, const ns_clib *lib, ns_model *m,
-                           const uint8_t *used, size_t cap, const ns_calib_rule *rule, size_t *n_used,
-                           size_t *trimmed) {
+static ns_status calibrate(ns_store *st, const ns_config *cfg, const ns_clib_cluster *c, const ns_clib *lib,
+                           ns_model *m, const uint8_t *used, size_t cap, size_t *n_used, size_t *trimmed) {
   *n_used = 0;
   ns_segment **seg = NULL;
   ns_train_series *ser = NULL;
-  size_t n = 0, k = 0;
+  uint8_t **skip = NULL;
+  size_t n = 0, k = 0, pcut = 0;
   ns_status s = load_calibration(st, c, lib, used, cap, &seg, &ser, &n, &k);
+  if (!s && k > 0 && !(skip = malloc(k * sizeof *skip))) s = NS_ERR_NOMEM;
+  for (size_t i = 0; !s && i < k; i++) skip[i] = (uint8_t *)ser[i].skip; // load_calibration's own arrays
+  if (!s && k > 0) s = peer_calib_skip(st, cfg, m, seg, ser, k, skip, &pcut);
   if (!s && k > 0) {
     ns_score_stats stats;
     size_t cut = 0;
-    s = ns_train_calibrate(m, ser, k, NULL, 0, rule, &stats, &cut);
+    s = ns_train_calibrate(m, ser, k, NULL, 0, (ns_calib_rule[]){calib_rule(cfg)}, &stats, &cut);
     if (!s) {
-      *trimmed = cut;
+      *trimmed = cut + pcut;
       ns_model_set_score_stats(m, &stats);
       *n_used = k;
     } else if (s == NS_ERR_EMPTY || s == NS_ERR_TOO_SHORT) {
@@ -374,6 +424,7 @@ static ns_status calibrate(ns_store *st, const ns_clib_cluster *c, const ns_clib
       s = NS_OK;  /* too short to window: keep the training statistics */
     }
   }
+  free(skip);
   free_calibration(seg, ser, n);
   return s;
 }
@@ -865,11 +916,10 @@ static ns_status train_incremental(ns_store *st, const ns_config *cfg, const ns_
       if (!s)
         s = load_reps(st, &lib->clusters[ci], lib, (size_t)hp.window, (size_t)ns_cfg_int(cfg, NS_CFG_train_min_windows),
                       (size_t)ns_cfg_int(cfg, NS_CFG_train_max_series), &r, used);
-      if (!s) s = train_cluster(cfg, &hp, lib, ci, &r, r.n >= lib->clusters[ci].size, &models[ci], cs);
+      if (!s) s = train_cluster(st, cfg, &hp, lib, ci, &r, r.n >= lib->clusters[ci].size, &models[ci], cs);
       cs->n_series = r.n;
       rep_data_free(&r);
-      if (!s) s = calibrate(st, &lib->clusters[ci], lib, models[ci], used, 32, (ns_calib_rule[]){calib_rule(cfg)},
-                           &cs->calibration_segments, &cs->calibration_trimmed);
+      if (!s) s = calibrate(st, cfg, &lib->clusters[ci], lib, models[ci], used, 32, &cs->calibration_segments, &cs->calibration_trimmed);
       free(used);
       if (s) goto done;
     }
@@ -1262,11 +1312,10 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
     if (!s)
       s = load_reps(st, &lib->clusters[c], lib, (size_t)hp.window, (size_t)ns_cfg_int(cfg, NS_CFG_train_min_windows),
                     (size_t)ns_cfg_int(cfg, NS_CFG_train_max_series), &r, used);
-    if (!s) s = train_cluster(cfg, &hp, lib, c, &r, r.n >= lib->clusters[c].size, &models[c], cs);
+    if (!s) s = train_cluster(st, cfg, &hp, lib, c, &r, r.n >= lib->clusters[c].size, &models[c], cs);
     cs->n_series = r.n;
     rep_data_free(&r);
-    if (!s) s = calibrate(st, &lib->clusters[c], lib, models[c], used, 32, (ns_calib_rule[]){calib_rule(cfg)},
-                           &cs->calibration_segments, &cs->calibration_trimmed);
+    if (!s) s = calibrate(st, cfg, &lib->clusters[c], lib, models[c], used, 32, &cs->calibration_segments, &cs->calibration_trimmed);
     free(used);
     if (!s && cs->calibration_segments) {
       const ns_score_stats *ss = ns_model_score_stats(models[c]);

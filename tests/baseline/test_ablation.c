@@ -8,27 +8,18 @@
 #include <unistd.h>
 #include "ns_baseline.h"
 #include "ns_clib_random.h"
+#include "../tmp_store.h"
 
 #define NF NS_CLIB_NFEAT
 #define M 3
 static char *mnames[M] = {"cpu", "mem", "net"};
 static char dbpath[64];
 
-static ns_store *open_tmp(void) {
-  snprintf(dbpath, sizeof dbpath, "/tmp/ns_baseline_XXXXXX");
-  int fd = mkstemp(dbpath);
-  cr_assert_geq(fd, 0);
-  close(fd);
-  char uri[96];
-  snprintf(uri, sizeof uri, "sqlite:%s", dbpath);
-  ns_store *st = NULL;
-  cr_assert_eq(ns_store_open(uri, &st), NS_OK, "%s", ns_err_detail());
-  return st;
-}
+static ns_store *open_tmp(void) { return tmp_store_open("baseline", dbpath); }
 
 static void close_tmp(ns_store *st) {
   ns_store_close(st);
-  unlink(dbpath);
+  tmp_store_remove(dbpath);
 }
 
 /* ---- C2 ---- */

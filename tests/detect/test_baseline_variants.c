@@ -18,6 +18,7 @@
 #include "ns_detect.h"
 #include "ns_pipeline.h"
 #include "ns_store.h"
+#include "../tmp_store.h"
 
 #define NM 6
 #define NT 160
@@ -56,14 +57,7 @@ static ns_config *cfg;
 static char dbpath[64];
 
 static void setup(void) {
-  snprintf(dbpath, sizeof dbpath, "/tmp/ns_blvar_XXXXXX");
-  int fd = mkstemp(dbpath);
-  cr_assert_geq(fd, 0);
-  close(fd);
-  unlink(dbpath);
-  char uri[128];
-  snprintf(uri, sizeof uri, "sqlite:%s", dbpath);
-  cr_assert_eq(ns_store_open(uri, &store), NS_OK, "%s", ns_err_detail());
+  store = tmp_store_open("blvar", dbpath);
   cr_assert_eq(ns_config_create(&cfg), NS_OK);
   const char *kv[] = {"model_epochs=4", "model_window=32", "model_batch=8", "model_layers=1", "model_heads=2",
                       "model_patience=0", "clust_k_max=4", "clust_representatives=4", "match_len=40m",
@@ -83,12 +77,7 @@ static void setup(void) {
 static void teardown(void) {
   ns_store_close(store);
   ns_config_free(cfg);
-  char p[96];
-  unlink(dbpath);
-  snprintf(p, sizeof p, "%s-wal", dbpath);
-  unlink(p);
-  snprintf(p, sizeof p, "%s-shm", dbpath);
-  unlink(p);
+  tmp_store_remove(dbpath);
 }
 
 static ns_train_summary train(ns_variant v) {

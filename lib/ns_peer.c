@@ -1,0 +1,143 @@
+#include "ns_peer.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ns_model_impl.h"
+
+void ns_peer_ref_free(float **ref, size_t n) {
+  for (size_t i = 0; ref && i < n; i++) free(ref[i]);
+  free(ref);
+}
+
+/* Peers of g: the job's other nodes, or for an idle segment other nodes'
+ * idle segments overlapping it; at most max_peers, spread over the list. */
+static ns_status list_peers(ns_store *st, const ns_segment *g, int max_peers, int64_t **ids, size_t *n) {
+  ns_seg_filter f = NS_SEG_FILTER_ALL;
+  f.cluster = g->cluster;
+  if (g->job_id) f.job_id = g->job_id;
+  else f.kind = NS_SEG_IDLE, f.from_ms = g->start_ms, f.to_ms = g->end_ms;
+  ns_status s = ns_store_list_segments(st, &f, ids, n);
+  if (s || *n <= (size_t)max_peers + 1) return s;
+  // spread: a time-ordered idle list would otherwise give only the earliest
+  size_t k = 0, step = *n / ((size_t)max_peers + 1);
+  for (size_t i = 0; i < *n && k < (size_t)max_peers + 1; i += step) (*ids)[k++] = (*ids)[i];
+  *n = k;
+  return NS_OK;
+}
+
+/* Scores of peer p at g's rows: nearest row within half an interval (nodes
+ * sample at their own phase), NAN elsewhere. Returns whether any row hit. */
+static bool align(const ns_segment *g, const ns_segment *p, const float *psc, float *out) {
+  bool any = false;
+  for (size_t t = 0; t < g->T; t++) {
+    int64_t ms = g->start_ms + (int64_t)t * g->interval_ms;
+    double pos = (double)(ms - p->start_ms) / (double)p->interval_ms;
+    double r = floor(pos + 0.5);
+    out[t] = NAN;
+    if (r < 0 || r >= (double)p->T || fabs(pos - r) * (double)p->interval_ms > 0.5 * (double)g->interval_ms) continue;
+    out[t] = psc[(size_t)r];
+    any = true;
+  }
+  return any;
+}
+
+static ns_status series_ref(ns_store *st, const ns_model *m, const ns_segment *g, int code, int max_peers, float *ref) {
+  int64_t *ids = NULL;
+  size_t nid = 0, np = 0, M = (size_t)ns_model_get_hparams(m)->n_metrics;
+  float *cols = NULL, *xh = NULL, *sc = NULL, v[64];
+  ns_segment *p = NULL;
+  for (size_t t = 0; t < g->T; t++) ref[t] = NAN;
+  ns_status s = list_peers(st, g, max_peers, &ids, &nid);
+  if (s || nid == 0) goto done;
+  if (!(cols = malloc((size_t)max_peers * g->T * sizeof *cols))) {
+    s = NS_ERR_NOMEM;
+    goto done;
+  }
+  for (size_t j = 0; j < nid && np < (size_t)max_peers; j++) {
+    if (ids[j] == g->id) continue;
+    if ((s = ns_store_get_segment(st, ids[j], &p))) goto done;
+    if (strcmp(p->node, g->node) != 0 && p->M == M && p->T >= 2 && p->interval_ms > 0) {
+      free(xh), free(sc);
+      xh = malloc(p->T * M * sizeof *xh), sc = malloc(p->T * sizeof *sc);
+      if (!xh || !sc) {
+        s = NS_ERR_NOMEM;
+        goto done;
+      }
+      if ((s = ns_model_reconstruct(m, p->x, p->T, code, xh))) goto done;
+      ns_model_score(m, p->x, xh, p->T, sc, NULL);
+      if (align(g, p, sc, cols + np * g->T)) np++;
+    }
+    ns_segment_free(p);
+    p = NULL;
+  }
+  for (size_t t = 0; t < g->T && np; t++) {
+    int c = 0;
+    for (size_t q = 0; q < np; q++)
+      if (isfinite(cols[q * g->T + t])) v[c++] = cols[q * g->T + t];
+    if (!c) continue;
+    qsort(v, (size_t)c, sizeof *v, ns_cmp_float);
+    ref[t] = c % 2 ? v[c / 2] : 0.5f * (v[c / 2 - 1] + v[c / 2]);
+  }
+done:
+  ns_segment_free(p);
+  free(ids);
+  free(cols);
+  free(xh);
+  free(sc);
+  return s;
+}
+
+ns_status ns_peer_ref(ns_store *st, const ns_model *m, ns_segment *const *segs, const ns_train_series *ser,
+                      size_t n, int max_peers, float ***ref_out) {
+  if (!ref_out) return ns_errorf(NS_ERR_INVAL, "ns_peer_ref: NULL output");
+  *ref_out = NULL;
+  if (!st || !m || (n && (!segs || !ser))) return ns_errorf(NS_ERR_INVAL, "ns_peer_ref: NULL argument");
+  if (max_peers < 1 || max_peers > 64) return ns_errorf(NS_ERR_RANGE, "peers %d outside [1, 64]", max_peers);
+  float **ref = calloc(n ? n : 1, sizeof *ref);
+  if (!ref) return NS_ERR_NOMEM;
+  ns_status s = NS_OK;
+  for (size_t i = 0; i < n && !s; i++) {
+    if (!(ref[i] = malloc((ser[i].T ? ser[i].T : 1) * sizeof **ref))) {
+      s = NS_ERR_NOMEM;
+      break;
+    }
+    for (size_t t = 0; t < ser[i].T; t++) ref[i][t] = NAN;
+    if (segs[i] && segs[i]->id && segs[i]->T == ser[i].T)
+      s = series_ref(st, m, segs[i], ser[i].code, max_peers, ref[i]);
+  }
+  if (s) {
+    ns_peer_ref_free(ref, n);
+    return s;
+  }
+  *ref_out = ref;
+  return NS_OK;
+}
+
+void ns_peer_window_ratio(const float *err, const ns_train_window *w, size_t nw, int window,
+                          const ns_train_series *ser, float *const *ref, float *out) {
+  for (size_t k = 0; k < nw; k++) {
+    const float *r = ref[w[k].series];
+    double a = 0;
+    int c = 0;
+    for (int t = 0; t < window && w[k].start + (size_t)t < ser[w[k].series].T; t++)
+      if (isfinite(r[w[k].start + t])) a += r[w[k].start + t], c++;
+    out[k] = 2 * c >= window && a > 0 ? (float)(err[k] / (a / c)) : NAN;
+  }
+}
+
+size_t ns_peer_trim(const float *score, const float *ref, size_t T, double rel, size_t min_run, uint8_t *skip) {
+  size_t out = 0;
+  if (min_run < 1) min_run = 1;
+  for (size_t i = 0; i < T;) {
+    if (!(isfinite(ref[i]) && score[i] > rel * ref[i])) {
+      i++;
+      continue;
+    }
+    size_t u = i + 1;
+    while (u < T && isfinite(ref[u]) && score[u] > rel * ref[u]) u++;
+    if (u - i >= min_run)
+      for (size_t t = i; t < u; t++) out += !skip[t], skip[t] = 1;
+    i = u;
+  }
+  return out;
+}
