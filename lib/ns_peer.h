@@ -19,14 +19,21 @@
 #include "ns_store.h"
 #include "ns_train.h"
 
+/* Peer lists per segment and the cluster's idle spans, kept across the
+ * calls of one training (the rounds ask again for the same series). */
+typedef struct ns_peer_cache ns_peer_cache;
+NS_API ns_status ns_peer_cache_create(ns_peer_cache **out);
+NS_API void ns_peer_cache_free(ns_peer_cache *c);
+
 /* For every series i (segs[i] its stored segment, ser[i] its model input
  * and segment code), ref[i][t] = median score the model m gives the same
  * time on up to max_peers peer segments (nearest row within half an
  * interval; NAN where no peer covers t). *ref_out: n arrays, free with
  * ns_peer_ref_free. A series whose segment has no id, or no peer, gets an
- * all-NAN array. Errors: store and model errors, NS_ERR_NOMEM. */
-NS_API ns_status ns_peer_ref(ns_store *st, const ns_model *m, ns_segment *const *segs, const ns_train_series *ser,
-                             size_t n, int max_peers, float ***ref_out);
+ * all-NAN array. cache: may be NULL (one for this call). Errors: store and
+ * model errors, NS_ERR_NOMEM. */
+NS_API ns_status ns_peer_ref(ns_store *st, ns_peer_cache *cache, const ns_model *m, ns_segment *const *segs,
+                             const ns_train_series *ser, size_t n, int max_peers, float ***ref_out);
 NS_API void ns_peer_ref_free(float **ref, size_t n);
 
 /* Window error over the mean peer reference of the same points (w, nw as

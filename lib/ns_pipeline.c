@@ -182,7 +182,7 @@ static ns_status cluster_window(const rep_data *r, int window, int *out) {
 /* Robust ranking of the windows: error over the same times on the
  * segment's peers where it has some (ns_peer.h), else over its own segment's
  * median window error; train_robust_relative = 0: absolute error. */
-static ns_status robust_rank(ns_store *st, const ns_config *cfg, const ns_model *m, const rep_data *r,
+static ns_status robust_rank(ns_store *st, ns_peer_cache *pc, const ns_config *cfg, const ns_model *m, const rep_data *r,
                              const ns_train_window *w, size_t nw, int window, const float *err, const size_t *cand,
                              size_t ncand, float *rank) {
   int peers = (int)ns_cfg_int(cfg, NS_CFG_train_robust_peers);
@@ -194,7 +194,7 @@ static ns_status robust_rank(ns_store *st, const ns_config *cfg, const ns_model 
   if (s || peers == 0) return s;
   float **ref = NULL, *pr = malloc((nw ? nw : 1) * sizeof *pr);
   if (!pr) return NS_ERR_NOMEM;
-  if (!(s = ns_peer_ref(st, m, r->seg, r->series, r->n, peers, &ref))) {
+  if (!(s = ns_peer_ref(st, pc, m, r->seg, r->series, r->n, peers, &ref))) {
     ns_peer_window_ratio(err, w, nw, window, r->series, ref, pr);
     for (size_t i = 0; i < nw; i++)
       if (isfinite(pr[i])) rank[i] = pr[i];
@@ -208,7 +208,8 @@ static ns_status robust_rank(ns_store *st, const ns_config *cfg, const ns_model 
  * duration) above train_calib_peer_relative x the peers' score at the same
  * times: contamination the thresholds would otherwise be raised by. Marks
  * skip[i]; *trimmed counts the points. Off with train_calib_robust = no. */
-static ns_status peer_calib_skip(ns_store *st, const ns_config *cfg, const ns_model *m, ns_segment *const *segs,
+static ns_status peer_calib_skip(ns_store *st, ns_peer_cache *pc, const ns_config *cfg, const ns_model *m,
+                                 ns_segment *const *segs,
                                  const ns_train_series *ser, size_t n, uint8_t *const *skip, size_t *trimmed) {
   *trimmed = 0;
   int peers = (int)ns_cfg_int(cfg, NS_CFG_train_robust_peers);
@@ -216,7 +217,7 @@ static ns_status peer_calib_skip(ns_store *st, const ns_config *cfg, const ns_mo
   double rel = ns_cfg_double(cfg, NS_CFG_train_calib_peer_relative);
   if (peers == 0 || rule.min_run == 0 || !(rel > 0) || n == 0) return NS_OK;
   float **ref = NULL, *xh = NULL, *sc = NULL;
-  ns_status s = ns_peer_ref(st, m, segs, ser, n, peers, &ref);
+  ns_status s = ns_peer_ref(st, pc, m, segs, ser, n, peers, &ref);
   size_t M = (size_t)ns_model_get_hparams(m)->n_metrics;
   for (size_t i = 0; i < n && !s; i++) {
     free(xh), free(sc);
@@ -253,6 +254,7 @@ static ns_status train_cluster(ns_store *st, const ns_config *cfg, const ns_mode
   size_t *keep = NULL;
   ns_train_result res = {0};
   ns_model *m = NULL;
+  ns_peer_cache *pc = NULL;
   if ((s = ns_train_list_windows(r->series, r->n, hp.window, &w, &nw))) return s;
   sum->windows_total = nw;
   if (!(keep = malloc((nw ? nw : 1) * sizeof *keep))) {
@@ -300,8 +302,12 @@ static ns_status train_cluster(ns_store *st, const ns_config *cfg, const ns_mode
     s = NS_ERR_NOMEM;
     goto done;
   }
+  if ((s = ns_peer_cache_create(&pc))) {
+    free(rank);
+    goto done;
+  }
   while (robust && sum->rounds < max_rounds) {
-    if ((s = robust_rank(st, cfg, m, r, w, nw, hp.window, res.window_error, keep, nkeep, rank))) break;
+    if ((s = robust_rank(st, pc, cfg, m, r, w, nw, hp.window, res.window_error, keep, nkeep, rank))) break;
     double thr = percentile(rank, keep, nkeep, pct);
     size_t k = 0;
     // relative: only windows also clearly above their reference go
@@ -326,7 +332,7 @@ static ns_status train_cluster(ns_store *st, const ns_config *cfg, const ns_mode
     ns_score_stats stats;
     ns_calib_rule rule = calib_rule(cfg);
     size_t pcut = 0;
-    if ((s = peer_calib_skip(st, cfg, m, r->seg, r->series, r->n, r->excluded, &pcut))) goto done;
+    if ((s = peer_calib_skip(st, pc, cfg, m, r->seg, r->series, r->n, r->excluded, &pcut))) goto done;
     if ((s = ns_train_calibrate(m, r->series, r->n, calib, ncalib, &rule, &stats, &sum->calibration_trimmed)))
       goto done;
     ns_model_set_score_stats(m, &stats);
@@ -341,6 +347,7 @@ static ns_status train_cluster(ns_store *st, const ns_config *cfg, const ns_mode
   *out = m;
   m = NULL;
 done:
+  ns_peer_cache_free(pc);
   ns_train_result_free(&res);
   ns_model_free(m);
   free(calib);
@@ -410,7 +417,7 @@ static ns_status calibrate(ns_store *st, const ns_config *cfg, const ns_clib_clu
   ns_status s = load_calibration(st, c, lib, used, cap, &seg, &ser, &n, &k);
   if (!s && k > 0 && !(skip = malloc(k * sizeof *skip))) s = NS_ERR_NOMEM;
   for (size_t i = 0; !s && i < k; i++) skip[i] = (uint8_t *)ser[i].skip; // load_calibration's own arrays
-  if (!s && k > 0) s = peer_calib_skip(st, cfg, m, seg, ser, k, skip, &pcut);
+  if (!s && k > 0) s = peer_calib_skip(st, NULL, cfg, m, seg, ser, k, skip, &pcut);
   if (!s && k > 0) {
     ns_score_stats stats;
     size_t cut = 0;

@@ -120,7 +120,7 @@ struct ns_store {
   strmap sets, nodes;
   uint64_t seen_rollbacks;
   uint32_t active; /* cached statements possibly mid-result */
-  ns_db_stmt *seg_list[128]; /* list_segments, one per combination of filters */
+  ns_db_stmt *seg_list[256]; /* list_segments / list_spans (bit 7), one per combination of filters */
 };
 
 
@@ -248,7 +248,7 @@ ns_status ns_store_open(const char *uri, ns_store **out) {
 void ns_store_close(ns_store *s) {
   if (!s) return;
   for (int i = 0; i < Q_COUNT; i++) ns_db_finalize(s->q[i]);
-  for (int i = 0; i < 128; i++) ns_db_finalize(s->seg_list[i]);
+  for (int i = 0; i < 256; i++) ns_db_finalize(s->seg_list[i]);
   strmap_clear(&s->sets);
   strmap_clear(&s->nodes);
   ns_db_close(s->db);
@@ -692,16 +692,22 @@ ns_status ns_store_delete_segment(ns_store *s, int64_t id) {
   return st;
 }
 
-ns_status ns_store_list_segments(ns_store *s, const ns_seg_filter *f, int64_t **ids, size_t *n) {
-  *ids = NULL;
-  *n = 0;
+void ns_seg_spans_free(ns_seg_span *v, size_t n) {
+  for (size_t i = 0; v && i < n; i++) free(v[i].node);
+  free(v);
+}
+
+/* ids only, or (spans) id, node and time span per row. */
+static ns_status list_impl(ns_store *s, const ns_seg_filter *f, bool spans, int64_t **ids, ns_seg_span **sp,
+                           size_t *n) {
   ns_seg_filter all = NS_SEG_FILTER_ALL;
   if (!f) f = &all;
   if (f->kind != -1 && f->kind != NS_SEG_JOB && f->kind != NS_SEG_IDLE)
     return ns_errorf(NS_ERR_INVAL, "segment filter: unknown kind %d", f->kind);
-  char sql[512] = "SELECT id FROM segments WHERE 1 = 1";
+  char sql[512];
+  snprintf(sql, sizeof sql, "SELECT %s FROM segments WHERE 1 = 1", spans ? "id, node, start_ms, end_ms" : "id");
   int k = 0, ic = 0, in = 0, ij = 0, is = 0, ik = 0, ifr = 0, ito = 0;
-  unsigned mask = 0;
+  unsigned mask = spans ? 128u : 0u;
   size_t len = strlen(sql);
 #define ADD(cond, var, bit)                                                    \
   do {                                                                         \
@@ -730,29 +736,55 @@ ns_status ns_store_list_segments(ns_store *s, const ns_seg_filter *f, int64_t **
       (ito && (st = ns_db_bind_int64(q, ito, f->to_ms))))
     goto done;
   int64_t *v = NULL;
+  ns_seg_span *w = NULL;
   size_t cnt = 0, cap = 0;
   bool row;
   while (!(st = ns_db_step(q, &row)) && row) {
     if (cnt == cap) {
       size_t nc = cap ? cap * 2 : 256;
-      int64_t *g = realloc(v, nc * sizeof *g);
+      void *g = spans ? realloc(w, nc * sizeof *w) : realloc(v, nc * sizeof *v);
       if (!g) {
         st = NS_ERR_NOMEM;
         break;
       }
-      v = g, cap = nc;
+      if (spans) w = g;
+      else v = g;
+      cap = nc;
     }
-    v[cnt++] = ns_db_col_int64(q, 0);
+    if (!spans) {
+      v[cnt++] = ns_db_col_int64(q, 0);
+      continue;
+    }
+    const char *nd = ns_db_col_text(q, 1);
+    w[cnt] = (ns_seg_span){ns_db_col_int64(q, 0), ns_db_col_int64(q, 2), ns_db_col_int64(q, 3), strdup(nd ? nd : "")};
+    if (!w[cnt++].node) {
+      st = NS_ERR_NOMEM;
+      break;
+    }
   }
   if (st) {
     free(v);
+    ns_seg_spans_free(w, cnt);
     goto done;
   }
-  *ids = v;
+  if (spans) *sp = w;
+  else *ids = v;
   *n = cnt;
 done:
   ns_db_reset(q);
   return st;
+}
+
+ns_status ns_store_list_segments(ns_store *s, const ns_seg_filter *f, int64_t **ids, size_t *n) {
+  *ids = NULL;
+  *n = 0;
+  return list_impl(s, f, false, ids, NULL, n);
+}
+
+ns_status ns_store_list_spans(ns_store *s, const ns_seg_filter *f, ns_seg_span **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  return list_impl(s, f, true, NULL, out, n);
 }
 
 /* ---- labels ---- */

@@ -73,6 +73,14 @@ typedef struct ns_seg_filter {
 #define NS_SEG_FILTER_ALL ((ns_seg_filter){NULL, NULL, NULL, -1, NULL, 0, 0})
 /* Ids ordered by (start_ms, node). Caller frees *ids. */
 NS_API ns_status ns_store_list_segments(ns_store *s, const ns_seg_filter *f, int64_t **ids, size_t *n);
+/* The same selection with each segment's node and time span, in the same
+ * order (no data read). Free with ns_seg_spans_free. */
+typedef struct ns_seg_span {
+  int64_t id, start_ms, end_ms;
+  char *node;
+} ns_seg_span;
+NS_API ns_status ns_store_list_spans(ns_store *s, const ns_seg_filter *f, ns_seg_span **out, size_t *n);
+NS_API void ns_seg_spans_free(ns_seg_span *v, size_t n);
 
 /* Expert or imported labels on a node's time range. */
 typedef struct ns_label {

@@ -69,7 +69,7 @@ static void ratios(ns_segment *const *seg, size_t n, int max_peers, float *out, 
   cr_assert_leq(nw, 64);
   cr_assert_eq(ns_train_evaluate(model, ser, n, NULL, 0, err, NULL), NS_OK, "%s", ns_err_detail());
   float **ref = NULL;
-  cr_assert_eq(ns_peer_ref(store, model, seg, ser, n, max_peers, &ref), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(ns_peer_ref(store, NULL, model, seg, ser, n, max_peers, &ref), NS_OK, "%s", ns_err_detail());
   ns_peer_window_ratio(err, w, nw, W, ser, ref, out);
   ns_peer_ref_free(ref, n);
   free(w);
@@ -120,7 +120,7 @@ Test(peer, nodes_sampling_at_their_own_phase_line_up) {
   ns_train_series ser[3];
   series_of(seg, 3, ser);
   float **ref = NULL;
-  cr_assert_eq(ns_peer_ref(store, model, seg, ser, 3, 1, &ref), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(ns_peer_ref(store, NULL, model, seg, ser, 3, 1, &ref), NS_OK, "%s", ns_err_detail());
   for (size_t t = 0; t < NT; t++) cr_assert(isfinite(ref[0][t]), "cn01 row %zu", t); /* cn02 covers it */
   /* max_peers 1: cn03's only peer (cn01, first in time order) ends 120 rows
    * after cn03's start; the last rows of cn03 have none. */
@@ -153,17 +153,65 @@ Test(peer, bad_arguments_and_store_errors) {
   ns_train_series ser;
   series_of(&seg, 1, &ser);
   float **ref = (float **)1;
-  cr_assert_eq(ns_peer_ref(store, model, &seg, &ser, 1, 0, &ref), NS_ERR_RANGE);
+  cr_assert_eq(ns_peer_ref(store, NULL, model, &seg, &ser, 1, 0, &ref), NS_ERR_RANGE);
   cr_assert_null(ref);
-  cr_assert_eq(ns_peer_ref(store, model, &seg, &ser, 1, 65, &ref), NS_ERR_RANGE);
-  cr_assert_eq(ns_peer_ref(NULL, model, &seg, &ser, 1, 8, &ref), NS_ERR_INVAL);
-  cr_assert_eq(ns_peer_ref(store, model, &seg, &ser, 1, 8, NULL), NS_ERR_INVAL);
+  cr_assert_eq(ns_peer_ref(store, NULL, model, &seg, &ser, 1, 65, &ref), NS_ERR_RANGE);
+  cr_assert_eq(ns_peer_ref(NULL, NULL, model, &seg, &ser, 1, 8, &ref), NS_ERR_INVAL);
+  cr_assert_eq(ns_peer_ref(store, NULL, model, &seg, &ser, 1, 8, NULL), NS_ERR_INVAL);
   /* A store that cannot list segments: the error, and no output. */
   cr_assert_eq(ns_db_exec(ns_store_db(store), "ALTER TABLE segments RENAME TO gone"), NS_OK, "%s", ns_err_detail());
   ref = (float **)1;
-  ns_status s = ns_peer_ref(store, model, &seg, &ser, 1, 8, &ref);
+  ns_status s = ns_peer_ref(store, NULL, model, &seg, &ser, 1, 8, &ref);
   cr_assert_neq(s, NS_OK);
   cr_assert_null(ref);
   cr_assert(strstr(ns_err_detail(), "segments") != NULL, "%s", ns_err_detail());
   ns_segment_free(seg);
+}
+
+Test(peer, spans_follow_the_segment_list_and_the_cache_gives_the_same_reference) {
+  ns_segment *idle[3] = {put("cn03", NULL, 0, -1, -1), put("cn02", NULL, 0, 40, 70), put("cn04", NULL, 60000, -1, -1)};
+  ns_segment *job = put("cn01", "7", 0, -1, -1);
+  ns_seg_filter f = NS_SEG_FILTER_ALL;
+  f.cluster = "lab", f.kind = NS_SEG_IDLE;
+  int64_t *ids = NULL;
+  ns_seg_span *sp = NULL;
+  size_t n = 0, ns = 0;
+  cr_assert_eq(ns_store_list_segments(store, &f, &ids, &n), NS_OK);
+  cr_assert_eq(ns_store_list_spans(store, &f, &sp, &ns), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(n, 3);
+  cr_assert_eq(ns, 3);
+  for (size_t i = 0; i < n; i++) cr_assert_eq(sp[i].id, ids[i]);
+  /* (start, node) order: cn02 before cn03 at the same start, cn04 a minute later */
+  cr_assert_str_eq(sp[0].node, "cn02");
+  cr_assert_str_eq(sp[1].node, "cn03");
+  cr_assert_eq(sp[2].start_ms, T0 + 60000);
+  cr_assert_eq(sp[2].end_ms, T0 + 60000 + (int64_t)(NT - 1) * IV);
+  free(ids);
+  ns_seg_spans_free(sp, ns);
+  f.kind = 7;
+  cr_assert_eq(ns_store_list_spans(store, &f, &sp, &ns), NS_ERR_INVAL);
+  cr_assert_null(sp);
+
+  ns_train_series ser[4];
+  ns_segment *all[4] = {idle[0], idle[1], idle[2], job};
+  series_of(all, 4, ser);
+  ns_peer_cache *c = NULL;
+  cr_assert_eq(ns_peer_cache_create(&c), NS_OK);
+  float **a = NULL, **b = NULL, **d = NULL;
+  cr_assert_eq(ns_peer_ref(store, NULL, model, all, ser, 4, 8, &a), NS_OK);
+  cr_assert_eq(ns_peer_ref(store, c, model, all, ser, 4, 8, &b), NS_OK);
+  cr_assert_eq(ns_peer_ref(store, c, model, all, ser, 4, 8, &d), NS_OK); /* from the cache */
+  for (size_t i = 0; i < 4; i++)
+    for (size_t t = 0; t < NT; t++) {
+      cr_assert(a[i][t] == b[i][t] || (isnan(a[i][t]) && isnan(b[i][t])), "series %zu row %zu", i, t);
+      cr_assert(b[i][t] == d[i][t] || (isnan(b[i][t]) && isnan(d[i][t])), "series %zu row %zu", i, t);
+    }
+  cr_assert(isfinite(a[0][10]));
+  cr_assert(isnan(a[3][10])); /* the job's only node */
+  ns_peer_ref_free(a, 4);
+  ns_peer_ref_free(b, 4);
+  ns_peer_ref_free(d, 4);
+  ns_peer_cache_free(c);
+  ns_peer_cache_free(NULL);
+  for (int i = 0; i < 4; i++) ns_segment_free(all[i]);
 }
