@@ -340,6 +340,20 @@ STORE_TEST(list_segments_filters) {
   int64_t want_all[6] = {ids[4], ids[0], ids[1], ids[2], ids[3], ids[5]};
   for (size_t i = 0; i < n; i++) cr_assert_eq(v[i], want_all[i], "position %zu", i);
   free(v);
+  /* Spans: the same rows in the same order, with node and time span. */
+  ns_seg_span *sp = NULL;
+  cr_assert_eq(ns_store_list_spans(s, &f, &sp, &n), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(n, 6);
+  for (size_t i = 0; i < n; i++) cr_assert_eq(sp[i].id, want_all[i], "position %zu", i);
+  cr_assert_str_eq(sp[0].node, "cn2");
+  cr_assert_eq(sp[0].start_ms, 50000);
+  cr_assert_eq(sp[0].end_ms, 185000);
+  ns_seg_spans_free(sp, n);
+  f.split = "nope";
+  cr_assert_eq(ns_store_list_spans(s, &f, &sp, &n), NS_OK);
+  cr_assert_eq(n, 0);
+  cr_assert_null(sp);
+  f.split = NULL;
   f.node = "cn1";
   cr_assert_eq(ns_store_list_segments(s, &f, &v, &n), NS_OK);
   cr_assert_eq(n, 3);
