@@ -6,6 +6,8 @@
 #   bench/accuracy.sh NSENTRY_BINARY WORKDIR [ablation|baselines|contamination|all]
 # baselines: the z-score and autoencoder baselines (--variant zscore|ae) on the
 # ablation set, with the full method's clusters and thresholds.
+# NS_MODEL_SEEDS="42 43 44": train every ablation variant once per model seed
+# (the set stays the same) and print each variant's mean, min and max F1.
 set -euo pipefail
 N=$1
 W=$2
@@ -34,11 +36,22 @@ evaluate() {  # db label global-option train-option [eval-option]
 if [ "$what" = ablation ] || [ "$what" = all ]; then
   make_set "$W/d2.db" 0
   # C3 is scored on the test period cut the same way as its training data.
-  for v in full c1 c2 c3 c4 c5; do
-    e=""
-    [ $v = c3 ] && e="--split test-c3"
-    evaluate "$W/d2.db" "ablation-$v" "" "--variant $v" "$e"
+  seeds=${NS_MODEL_SEEDS:-42}
+  : > "$W/ablation.f1"
+  for ms in $seeds; do
+    for v in full c1 c2 c3 c4 c5; do
+      e=""
+      [ $v = c3 ] && e="--split test-c3"
+      label="ablation-$v"
+      [ "$seeds" = 42 ] || label="ablation-$v-s$ms"
+      evaluate "$W/d2.db" "$label" "--set model_seed=$ms" "--variant $v" "$e" | tee "$W/$label.out"
+      echo "$v $(sed -n 's/.* F1 \([0-9.]*\) .*/\1/p' "$W/$label.out" | head -1)" >> "$W/ablation.f1"
+    done
   done
+  echo "F1 over model seeds $seeds:"
+  awk '{n[$1]++; s[$1]+=$2; if (!($1 in lo) || $2 < lo[$1]) lo[$1]=$2; if ($2 > hi[$1]) hi[$1]=$2}
+       END {for (v in n) printf "  %-4s mean %.4f  min %.4f  max %.4f  (%d runs)\n", v, s[v]/n[v], lo[v], hi[v], n[v]}' \
+      "$W/ablation.f1" | sort -k3 -r
 fi
 if [ "$what" = baselines ] || [ "$what" = all ]; then
   [ "$what" = all ] || make_set "$W/d2.db" 0

@@ -390,10 +390,12 @@ ns_status ns_clib_build(const ns_featset *fs, const char *const *metrics, const 
   }
   lib->params = *p;
   if ((st = copy_names(lib, metrics, fs->M))) goto fail;
-  for (int kind = NS_SEG_JOB; kind <= NS_SEG_IDLE; kind++) {
+  /* one_pool: a single pass over everything; the clusters are kind job, so
+   * an idle segment is matched against them (no cluster of its kind). */
+  for (int kind = NS_SEG_JOB; kind <= (p->one_pool ? NS_SEG_JOB : NS_SEG_IDLE); kind++) {
     size_t nk = 0;
     for (size_t i = 0; i < fs->n; i++)
-      if ((int)fs->kind[i] == kind) idx[nk++] = i;
+      if (p->one_pool || (int)fs->kind[i] == kind) idx[nk++] = i;
     if (nk == 0) continue;
     if ((st = ns_clib_distance_matrix(fs, idx, nk, p->threads, progress, pctx, &D))) goto fail;
     ns_clust_opts o = {.linkage = p->linkage,

@@ -10,7 +10,8 @@
  *     cluster is the same whether it is computed during training or later.
  *   - d(a, b) = sum over metrics m of || a_m - b_m ||_2 (ns_clib_distance).
  *
- * Per kind (job, idle) separately: distance matrix -> HAC (ns_clust) ->
+ * Per kind (job, idle) separately (one_pool: all segments together, as
+ * kind job): distance matrix -> HAC (ns_clust) ->
  * k by best silhouette in [k_min, k_max] -> clusters below min_size merged
  * into the nearest. Per cluster (method §3.4, with the one distance):
  *   1. c0 = mean of all members' representations;
@@ -65,6 +66,7 @@ typedef struct ns_clib_params {
   double radius_factor;
   double feat_fs;        /* Hz passed to the features; 0 = 1/interval */
   int threads;           /* 0 = online CPUs */
+  bool one_pool;         /* cluster every segment together, whatever its kind (C1); not saved */
 } ns_clib_params;
 
 /* Defaults equal to the config table's. */

@@ -1264,8 +1264,12 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
   if (!s) s = ns_model_hparams_from_config(cfg, &hp);
   if (s) return s;
   if (plan->variant == NS_VARIANT_C1) {
-    /* One global model: a single cluster of everything. */
+    /* One global model: a single cluster of every segment, job and idle
+     * alike (separating the kinds is already a clustering), trained on as
+     * many representatives as the full method's clusters together usually
+     * get. */
     cp.k_min = cp.k_max = 1;
+    cp.one_pool = true;
     cp.n_rep = cp.n_rep * 4;
   }
   if (plan->variant == NS_VARIANT_C4) hp.between_pos = false;

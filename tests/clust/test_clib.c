@@ -39,6 +39,12 @@ static ns_featset *make_groups(size_t M, size_t ng, const size_t *sizes, const n
   return fs;
 }
 
+/* Two job groups and one idle group. */
+static ns_featset *two_jobs_one_idle(size_t M, const size_t sizes[3], size_t **group_of) {
+  const ns_seg_kind kinds[] = {NS_SEG_JOB, NS_SEG_JOB, NS_SEG_IDLE};
+  return make_groups(M, 3, sizes, kinds, 0.2, group_of);
+}
+
 static char **names(size_t M) {
   char **v = malloc(M * sizeof *v);
   for (size_t m = 0; m < M; m++) {
@@ -168,6 +174,37 @@ Test(build, groups_become_clusters_and_members_match_their_cluster) {
   ns_featset_free(fs);
 }
 
+Test(build, one_pool_clusters_jobs_and_idle_together) {
+  /* C1: one global cluster of both kinds, matched by idle segments too;
+   * without one_pool the same data gives one cluster per kind. */
+  ns_clib_params p = test_params();
+  p.k_min = p.k_max = 1;
+  size_t sizes[] = {12, 9, 8}, *grp, len = 4 * NF;
+  ns_featset *fs = two_jobs_one_idle(4, sizes, &grp);
+  char **nm = names(4);
+  ns_clib *lib = NULL;
+  cr_assert_eq(ns_clib_build(fs, (const char *const *)nm, &p, NULL, NULL, &lib), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(lib->n_clusters, 2, "per kind by default");
+  ns_clib_free(lib);
+  lib = NULL;
+  p.one_pool = true;
+  cr_assert_eq(ns_clib_build(fs, (const char *const *)nm, &p, NULL, NULL, &lib), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(lib->n_clusters, 1);
+  cr_assert_eq(lib->clusters[0].size, fs->n, "every segment, job and idle, is in the one cluster");
+  cr_assert_eq(lib->clusters[0].kind, NS_SEG_JOB);
+  cr_assert_eq(lib->sweep[NS_SEG_JOB].n, fs->n);
+  cr_assert_eq(lib->sweep[NS_SEG_IDLE].n, 0);
+  ns_clib_match m;
+  size_t k = 0;
+  cr_assert_eq(ns_clib_match_features(lib, NS_SEG_IDLE, fs->f + (fs->n - 1) * len, &m, 1, &k), NS_OK);
+  cr_assert_eq(k, 1, "an idle segment is matched to the global cluster");
+  cr_assert_eq(m.cluster, 0);
+  ns_clib_free(lib);
+  free_names(nm, 4);
+  free(grp);
+  ns_featset_free(fs);
+}
+
 Test(build, permuting_segments_keeps_clusters) {
   size_t sizes[] = {10, 7, 9}, *grp;
   ns_seg_kind kinds[] = {NS_SEG_JOB, NS_SEG_JOB, NS_SEG_JOB};
@@ -256,9 +293,8 @@ Test(mac, weights_favour_stable_metrics) {
 
 Test(serialize, round_trip_and_corruption) {
   size_t sizes[] = {6, 6, 4}, *grp;
-  ns_seg_kind kinds[] = {NS_SEG_JOB, NS_SEG_JOB, NS_SEG_IDLE};
   size_t M = 4, len = M * NF;
-  ns_featset *fs = make_groups(M, 3, sizes, kinds, 0.2, &grp);
+  ns_featset *fs = two_jobs_one_idle(M, sizes, &grp);
   char **nm = names(M);
   ns_clib_params p = test_params();
   p.linkage = NS_LINKAGE_WARD;
