@@ -100,6 +100,12 @@ typedef struct ns_calib_rule {
   double quantile, factor;
   size_t min_run;
   double relative; /* step (1); 0 = off */
+  /* ns_train_calibrate only, before step (1): per series, the peers' score
+   * at the same times (ns_peer_ref, NAN = none); runs of at least min_run
+   * points above peer_relative x it are left out (ns_peer_trim) and counted
+   * in *trimmed. NULL or 0 = off. */
+  float *const *peer_ref;
+  double peer_relative;
 } ns_calib_rule;
 NS_API ns_status ns_score_stats_calibrate(const float *score, const uint8_t *keep, size_t n, const size_t *starts,
                                           size_t n_starts, const ns_calib_rule *rule, ns_score_stats *out,

@@ -208,20 +208,3 @@ void ns_peer_window_ratio(const float *err, const ns_train_window *w, size_t nw,
     out[k] = 2 * c >= window && a > 0 ? (float)(err[k] / (a / c)) : NAN;
   }
 }
-
-size_t ns_peer_trim(const float *score, const float *ref, size_t T, double rel, size_t min_run, uint8_t *skip) {
-  size_t out = 0;
-  if (min_run < 1) min_run = 1;
-  for (size_t i = 0; i < T;) {
-    if (!(isfinite(ref[i]) && score[i] > rel * ref[i])) {
-      i++;
-      continue;
-    }
-    size_t u = i + 1;
-    while (u < T && isfinite(ref[u]) && score[u] > rel * ref[u]) u++;
-    if (u - i >= min_run)
-      for (size_t t = i; t < u; t++) out += !skip[t], skip[t] = 1;
-    i = u;
-  }
-  return out;
-}

@@ -42,10 +42,4 @@ NS_API void ns_peer_ref_free(float **ref, size_t n);
 NS_API void ns_peer_window_ratio(const float *err, const ns_train_window *w, size_t nw, int window,
                                  const ns_train_series *ser, float *const *ref, float *out);
 
-/* Marks in skip[] every run of at least min_run points whose score is above
- * rel x its peer reference (points without a reference end a run).
- * Returns the count of points newly marked. */
-NS_API size_t ns_peer_trim(const float *score, const float *ref, size_t T, double rel, size_t min_run,
-                           uint8_t *skip);
-
 #endif

@@ -151,8 +151,9 @@ static double percentile(const float *err, const size_t *idx, size_t n, double p
 /* The level rule as configured for detection, in points of the training
  * interval; min_run 0 (plain statistics) when train_calib_robust is off. */
 static ns_calib_rule calib_rule(const ns_config *cfg) {
-  ns_calib_rule r = {ns_cfg_double(cfg, NS_CFG_detect_level_quantile), ns_cfg_double(cfg, NS_CFG_detect_level_factor), 0,
-                     ns_cfg_double(cfg, NS_CFG_train_calib_relative)};
+  ns_calib_rule r = {.quantile = ns_cfg_double(cfg, NS_CFG_detect_level_quantile),
+                     .factor = ns_cfg_double(cfg, NS_CFG_detect_level_factor),
+                     .relative = ns_cfg_double(cfg, NS_CFG_train_calib_relative)};
   int64_t iv = ns_cfg_int(cfg, NS_CFG_prep_interval), dur = ns_cfg_int(cfg, NS_CFG_detect_level_min_duration);
   if (ns_cfg_bool(cfg, NS_CFG_train_calib_robust)) r.min_run = iv > 0 && dur > iv ? (size_t)((dur + iv - 1) / iv) : 1;
   return r;
@@ -204,35 +205,21 @@ static ns_status robust_rank(ns_store *st, ns_peer_cache *pc, const ns_config *c
   return s;
 }
 
-/* Calibration leaves out stretches (at least the level rule's minimum
- * duration) above train_calib_peer_relative x the peers' score at the same
- * times: contamination the thresholds would otherwise be raised by. Marks
- * skip[i]; *trimmed counts the points. Off with train_calib_robust = no. */
-static ns_status peer_calib_skip(ns_store *st, ns_peer_cache *pc, const ns_config *cfg, const ns_model *m,
-                                 ns_segment *const *segs,
-                                 const ns_train_series *ser, size_t n, uint8_t *const *skip, size_t *trimmed) {
-  *trimmed = 0;
+/* The calibration rule, with the peer step where it is on: stretches (at
+ * least the level rule's minimum duration) above train_calib_peer_relative x
+ * the peers' score at the same times are contamination the thresholds would
+ * otherwise be raised by. *ref (free with ns_peer_ref_free) stays NULL when
+ * the step is off: no peers, train_calib_robust = no or the factor 0. */
+static ns_status calib_rule_peers(ns_store *st, ns_peer_cache *pc, const ns_config *cfg, const ns_model *m,
+                                  ns_segment *const *segs, const ns_train_series *ser, size_t n, ns_calib_rule *rule,
+                                  float ***ref) {
+  *ref = NULL;
+  *rule = calib_rule(cfg);
   int peers = (int)ns_cfg_int(cfg, NS_CFG_train_robust_peers);
-  ns_calib_rule rule = calib_rule(cfg);
   double rel = ns_cfg_double(cfg, NS_CFG_train_calib_peer_relative);
-  if (peers == 0 || rule.min_run == 0 || !(rel > 0) || n == 0) return NS_OK;
-  float **ref = NULL, *xh = NULL, *sc = NULL;
-  ns_status s = ns_peer_ref(st, pc, m, segs, ser, n, peers, &ref);
-  size_t M = (size_t)ns_model_get_hparams(m)->n_metrics;
-  for (size_t i = 0; i < n && !s; i++) {
-    free(xh), free(sc);
-    xh = malloc((ser[i].T ? ser[i].T : 1) * M * sizeof *xh), sc = malloc((ser[i].T ? ser[i].T : 1) * sizeof *sc);
-    if (!xh || !sc) {
-      s = NS_ERR_NOMEM;
-      break;
-    }
-    if ((s = ns_model_reconstruct(m, ser[i].x, ser[i].T, ser[i].code, xh))) break;
-    ns_model_score(m, ser[i].x, xh, ser[i].T, sc, NULL);
-    *trimmed += ns_peer_trim(sc, ref[i], ser[i].T, rel, rule.min_run, skip[i]);
-  }
-  ns_peer_ref_free(ref, n);
-  free(xh);
-  free(sc);
+  if (peers == 0 || rule->min_run == 0 || !(rel > 0) || n == 0) return NS_OK;
+  ns_status s = ns_peer_ref(st, pc, m, segs, ser, n, peers, ref);
+  if (!s) rule->peer_ref = *ref, rule->peer_relative = rel;
   return s;
 }
 
@@ -330,15 +317,15 @@ static ns_status train_cluster(ns_store *st, const ns_config *cfg, const ns_mode
   if (s) goto done;
   if (ncalib) {
     ns_score_stats stats;
-    ns_calib_rule rule = calib_rule(cfg);
-    size_t pcut = 0;
-    if ((s = peer_calib_skip(st, pc, cfg, m, r->seg, r->series, r->n, r->excluded, &pcut))) goto done;
-    if ((s = ns_train_calibrate(m, r->series, r->n, calib, ncalib, &rule, &stats, &sum->calibration_trimmed)))
-      goto done;
+    ns_calib_rule rule;
+    float **pref = NULL;
+    s = calib_rule_peers(st, pc, cfg, m, r->seg, r->series, r->n, &rule, &pref);
+    if (!s) s = ns_train_calibrate(m, r->series, r->n, calib, ncalib, &rule, &stats, &sum->calibration_trimmed);
+    ns_peer_ref_free(pref, r->n);
+    if (s) goto done;
     ns_model_set_score_stats(m, &stats);
     res.stats = stats;
     sum->calibration_windows = ncalib;
-    sum->calibration_trimmed += pcut;
   }
   sum->windows_used = nkeep;
   sum->train_loss = res.train_loss;
@@ -412,18 +399,17 @@ static ns_status calibrate(ns_store *st, const ns_config *cfg, const ns_clib_clu
   *n_used = 0;
   ns_segment **seg = NULL;
   ns_train_series *ser = NULL;
-  uint8_t **skip = NULL;
-  size_t n = 0, k = 0, pcut = 0;
+  float **pref = NULL;
+  ns_calib_rule rule;
+  size_t n = 0, k = 0;
   ns_status s = load_calibration(st, c, lib, used, cap, &seg, &ser, &n, &k);
-  if (!s && k > 0 && !(skip = malloc(k * sizeof *skip))) s = NS_ERR_NOMEM;
-  for (size_t i = 0; !s && i < k; i++) skip[i] = (uint8_t *)ser[i].skip; // load_calibration's own arrays
-  if (!s && k > 0) s = peer_calib_skip(st, NULL, cfg, m, seg, ser, k, skip, &pcut);
+  if (!s && k > 0) s = calib_rule_peers(st, NULL, cfg, m, seg, ser, k, &rule, &pref);
   if (!s && k > 0) {
     ns_score_stats stats;
     size_t cut = 0;
-    s = ns_train_calibrate(m, ser, k, NULL, 0, (ns_calib_rule[]){calib_rule(cfg)}, &stats, &cut);
+    s = ns_train_calibrate(m, ser, k, NULL, 0, &rule, &stats, &cut);
     if (!s) {
-      *trimmed = cut + pcut;
+      *trimmed = cut;
       ns_model_set_score_stats(m, &stats);
       *n_used = k;
     } else if (s == NS_ERR_EMPTY || s == NS_ERR_TOO_SHORT) {
@@ -431,7 +417,7 @@ static ns_status calibrate(ns_store *st, const ns_config *cfg, const ns_clib_clu
       s = NS_OK;  /* too short to window: keep the training statistics */
     }
   }
-  free(skip);
+  ns_peer_ref_free(pref, k);
   free_calibration(seg, ser, n);
   return s;
 }

@@ -63,6 +63,42 @@ static ns_status check_data(const ns_train_series *s, size_t n, int M, int n_seg
 
 /* ---------------- evaluation ---------------- */
 
+size_t ns_peer_trim(const float *score, const float *ref, size_t T, double rel, size_t min_run, uint8_t *skip) {
+  size_t out = 0;
+  if (min_run < 1) min_run = 1;
+  for (size_t i = 0; i < T;) {
+    if (!(isfinite(ref[i]) && score[i] > rel * ref[i])) {
+      i++;
+      continue;
+    }
+    size_t u = i + 1;
+    while (u < T && isfinite(ref[u]) && score[u] > rel * ref[u]) u++;
+    if (u - i >= min_run)
+      for (size_t t = i; t < u; t++) out += !skip[t], skip[t] = 1;
+    i = u;
+  }
+  return out;
+}
+
+/* The rule's peer step on the scores evaluate() just took: a run goes on
+ * through points the series already skips (they are not counted twice). */
+static ns_status peer_trim(const ns_train_series *s, size_t n, const float *score, const size_t *off, size_t maxT,
+                           const ns_calib_rule *rule, uint8_t *use, size_t *cut) {
+  if (!rule || !rule->peer_ref || !(rule->peer_relative > 0) || rule->min_run == 0) return NS_OK;
+  uint8_t *mark = malloc(maxT ? maxT : 1);
+  if (!mark) return ns_errorf(NS_ERR_NOMEM, "calibration peer step");
+  for (size_t i = 0; i < n; i++) {
+    if (!rule->peer_ref[i]) continue;
+    if (s[i].skip) memcpy(mark, s[i].skip, s[i].T);
+    else memset(mark, 0, s[i].T);
+    *cut += ns_peer_trim(score + off[i], rule->peer_ref[i], s[i].T, rule->peer_relative, rule->min_run, mark);
+    for (size_t t = 0; t < s[i].T; t++)
+      if (mark[t]) use[off[i] + t] = 0;
+  }
+  free(mark);
+  return NS_OK;
+}
+
 static ns_status evaluate(const ns_model *m, const ns_train_series *s, size_t n, const size_t *windows,
                          size_t n_windows, float *window_error, ns_score_stats *stats, const ns_calib_rule *rule,
                          size_t *trimmed) {
@@ -115,8 +151,11 @@ static ns_status evaluate(const ns_model *m, const ns_train_series *s, size_t n,
     for (size_t i = 0; i < n; i++)
       if (s[i].skip)
         for (size_t t = 0; t < s[i].T; t++) use[off[i] + t] &= (uint8_t)!s[i].skip[t];
+    size_t pcut = 0;
+    if ((st = peer_trim(s, n, score, off, maxT, rule, use, &pcut))) goto done;
     /* No rule: plain statistics of the selected points. */
     if ((st = ns_score_stats_calibrate(score, use, tot, off, n, rule, stats, trimmed))) goto done;
+    if (trimmed) *trimmed += pcut;
   }
 done:
   free(off);

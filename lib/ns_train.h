@@ -89,6 +89,13 @@ NS_API ns_status ns_train_calibrate(const ns_model *m, const ns_train_series *s,
                                     size_t n_windows, const ns_calib_rule *rule, ns_score_stats *stats,
                                     size_t *trimmed);
 
+/* Calibration's peer step (ns_calib_rule.peer_ref; the references come from
+ * ns_peer_ref): marks in skip[] every run of at least min_run points whose
+ * score is above rel x its peer reference (points without a reference end a
+ * run). Returns the count of points newly marked. */
+NS_API size_t ns_peer_trim(const float *score, const float *ref, size_t T, double rel, size_t min_run,
+                           uint8_t *skip);
+
 /* Contamination-robust rounds: each window's error (err, nw values indexed
  * like ns_train_list_windows) divided by the median error of the candidate
  * windows (cand, ncand indices) of its own series; a series without

@@ -740,7 +740,7 @@ Test(score_stats, calibrate_leaves_clean_data_alone) {
   lognormal(v, N, -4, 0.8, 7);
   ns_score_stats plain, cal;
   cr_assert_eq(ns_score_stats_compute(v, N, &plain), NS_OK);
-  ns_calib_rule rule = {0.999, 1.5, 4, 0};
+  ns_calib_rule rule = {.quantile = 0.999, .factor = 1.5, .min_run = 4, .relative = 0};
   size_t cut = 99;
   cr_assert_eq(ns_score_stats_calibrate(v, NULL, N, NULL, 0, &rule, &cal, &cut), NS_OK);
   cr_assert_eq(cut, 0, "unimodal scores: nothing left out (%zu)", cut);
@@ -764,7 +764,7 @@ Test(score_stats, calibrate_removes_a_contaminating_mode) {
   }
   ns_score_stats plain, cal;
   cr_assert_eq(ns_score_stats_compute(v0, N, &plain), NS_OK);
-  ns_calib_rule rule = {0.999, 1.5, 4, 0};
+  ns_calib_rule rule = {.quantile = 0.999, .factor = 1.5, .min_run = 4, .relative = 0};
   size_t cut = 0;
   cr_assert_eq(ns_score_stats_calibrate(v0, NULL, N, NULL, 0, &rule, &cal, &cut), NS_OK);
   double q_clean = ns_score_stats_quantile(&clean, 0.999), q_plain = ns_score_stats_quantile(&plain, 0.999),
@@ -774,7 +774,7 @@ Test(score_stats, calibrate_removes_a_contaminating_mode) {
   cr_assert_leq(cut, 1000, "and little else (%zu)", cut);
   cr_assert_lt(q_cal, 1.5 * q_clean, "calibrated quantile %g near the clean %g", q_cal, q_clean);
   /* Off (min_run 0): plain statistics, nothing left out. */
-  ns_calib_rule off = {0.999, 1.5, 0, 0};
+  ns_calib_rule off = {.quantile = 0.999, .factor = 1.5, .min_run = 0, .relative = 0};
   cr_assert_eq(ns_score_stats_calibrate(v0, NULL, N, NULL, 0, &off, &cal, &cut), NS_OK);
   cr_assert_eq(cut, 0);
   cr_assert_float_eq(ns_score_stats_quantile(&cal, 0.999), q_plain, 1e-9);
@@ -799,7 +799,8 @@ Test(score_stats, calibrate_relative_trims_local_stretches_not_regimes) {
   for (int k = 0; k < NSEG; k++) starts[k] = (size_t)k * L;
   ns_score_stats clean;
   cr_assert_eq(ns_score_stats_compute(v, N, &clean), NS_OK);
-  ns_calib_rule rel = {0.999, 1.5, 4, 5}, norel = {0.999, 1.5, 4, 0};
+  ns_calib_rule rel = {.quantile = 0.999, .factor = 1.5, .min_run = 4, .relative = 5},
+                norel = {.quantile = 0.999, .factor = 1.5, .min_run = 4, .relative = 0};
   ns_score_stats cal;
   size_t cut = 0;
   // clean: nothing (or next to nothing) left out, the quantile unchanged
@@ -875,7 +876,7 @@ Test(score_stats, calibrate_level_runs_respect_series_starts_and_keep) {
   float v[90];
   for (int i = 0; i < 90; i++) v[i] = 1.0f + 0.001f * (float)(i % 7);
   for (int i = 42; i < 48; i++) v[i] = 10.0f;
-  ns_calib_rule rule = {0.5, 2.0, 4, 0};
+  ns_calib_rule rule = {.quantile = 0.5, .factor = 2.0, .min_run = 4, .relative = 0};
   ns_score_stats s;
   size_t cut = 0;
   cr_assert_eq(ns_score_stats_calibrate(v, NULL, 90, NULL, 0, &rule, &s, &cut), NS_OK);
