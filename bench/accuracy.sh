@@ -8,17 +8,20 @@
 # ablation set, with the full method's clusters and thresholds.
 # NS_MODEL_SEEDS="42 43 44": train every ablation variant once per model seed
 # (the set stays the same) and print each variant's mean, min and max F1.
+# NS_SYNTH_APPS=N: jobs come from N applications (nsentry synth --apps N)
+# instead of the five archetypes as they are (default 0).
 set -euo pipefail
 N=$1
 W=$2
 what=${3:-all}
 mkdir -p "$W"
 SEED=${NS_SEED:-7}
+APPS=${NS_SYNTH_APPS:-0}
 
 make_set() {  # db contamination
   rm -f "$1"*
   "$N" --db "sqlite:$1" synth --nodes 30 --days 8 --metrics 116 --jobs 1400 --seed "$SEED" \
-       --anomaly-ratio 0.005 --contamination "$2" --train-frac 0.6 --format db --cluster d2 | tee "$1.synth"
+       --anomaly-ratio 0.005 --contamination "$2" --train-frac 0.6 --apps "$APPS" --format db --cluster d2 | tee "$1.synth"
   local until
   until=$(sed -n 's/.*training period ends \([^ ]*\).*/\1/p' "$1.synth")
   "$N" --db "sqlite:$1" prep --fit --cluster d2 --train-until "$until" > "$1.prep"

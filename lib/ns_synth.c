@@ -102,6 +102,9 @@ const char *ns_synth_anom_name(ns_synth_anom a) { return (unsigned)a < NS_ANOM_C
 enum { PH_MAIN = 0, PH_READ, PH_WRITE };
 #define MAXPH 6
 
+/* Per-resource gains of an application's main phases. */
+enum { G_CPU = 0, G_MEMBW, G_IO, G_NET, G_SCHED, NGAIN };
+
 typedef struct {
   int arch;
   uint64_t seed;
@@ -111,7 +114,17 @@ typedef struct {
   uint8_t ph_kind[MAXPH];
   double ph_int[MAXPH];
   double level, period_s, ckpt_every_s, ckpt_len_s, mem;
+  /* With --apps: the application (-1 without), its blended second archetype
+   * (-1 none) and gains; the plain archetypes never touch these. */
+  int app, arch2;
+  double blend, gain[NGAIN];
 } sjob;
+
+/* An application: a fixed variant of an archetype that its jobs share. */
+typedef struct {
+  int arch, arch2, mains;
+  double blend, gain[NGAIN], level, period_s, ckpt_every_s, read, write, mem, weight;
+} sapp;
 
 typedef struct {
   int type;
@@ -275,6 +288,60 @@ static void make_phases(sjob *j, uint64_t *r) {
   j->nph = n;
 }
 
+/* The same read / main / write structure, but the application fixes the
+ * number of main phases and the I/O fractions (jittered per job). */
+static void make_phases_app(sjob *j, const sapp *a, uint64_t *r) {
+  int64_t dur = j->end - j->start;
+  int n = 0;
+  double read = a->read * urange(r, 0.8, 1.2), write = a->write * urange(r, 0.8, 1.2);
+  int64_t t = j->start + (int64_t)(read * (double)dur);
+  j->ph_kind[n] = PH_READ, j->ph_int[n] = urange(r, 0.75, 0.95), j->ph_end[n++] = t;
+  int64_t main_end = j->end - (int64_t)(write * (double)dur);
+  for (int k = 0; k < a->mains; k++) {
+    int64_t e = k == a->mains - 1 ? main_end : t + (int64_t)((double)(main_end - t) / (a->mains - k) * urange(r, 0.85, 1.15));
+    /* alternating intensities give each application its own phase rhythm */
+    j->ph_kind[n] = PH_MAIN, j->ph_int[n] = (k % 2 ? 0.8 : 1.05) * urange(r, 0.95, 1.05), j->ph_end[n++] = e;
+    t = e;
+  }
+  j->ph_kind[n] = PH_WRITE, j->ph_int[n] = urange(r, 0.75, 0.95), j->ph_end[n++] = j->end;
+  j->nph = n;
+}
+
+static ns_status build_apps(const ns_synth_opts *o, sapp **out) {
+  *out = NULL;
+  sapp *v = calloc((size_t)o->apps, sizeof *v);
+  if (!v) return NS_ERR_NOMEM;
+  uint64_t r = mix(o->seed, 0xa995);
+  for (int a = 0; a < o->apps; a++) {
+    sapp *p = &v[a];
+    /* Busy archetypes in turn, so that even a few applications cover them;
+     * about one in ten is an interactive (idle) session. */
+    p->arch = unif(&r) < 0.1 ? NS_SYNTH_IDLEJOB : (int)(((unsigned)a + (unsigned)(unif(&r) * 2)) % 4);
+    p->arch2 = -1;
+    if (p->arch != NS_SYNTH_IDLEJOB && unif(&r) < 0.6) {
+      p->arch2 = (p->arch + 1 + (int)(unif(&r) * 3)) % 4;
+      p->blend = urange(&r, 0.15, 0.45);
+    }
+    for (int k = 0; k < NGAIN; k++) p->gain[k] = exp(urange(&r, -0.5, 0.5));
+    p->level = urange(&r, 0.75, 1.0);
+    p->period_s = exp(urange(&r, log(60), log(900)));
+    p->ckpt_every_s = urange(&r, 1200, 3600);
+    p->read = urange(&r, 0.02, 0.08), p->write = urange(&r, 0.02, 0.05);
+    p->mains = 1 + (int)(unif(&r) * 4);
+    p->mem = urange(&r, 0.1, 0.4);
+    p->weight = 1.0 / pow((double)a + 1.0, 0.8); /* Zipf-like: a few popular codes, a long tail */
+  }
+  *out = v;
+  return NS_OK;
+}
+
+static int pick_app(const sapp *v, int n, double wsum, uint64_t *r) {
+  double u = unif(r) * wsum;
+  for (int a = 0; a < n; a++)
+    if ((u -= v[a].weight) < 0) return a;
+  return n - 1;
+}
+
 static int pick_nnodes(uint64_t *r, size_t N) {
   double u = unif(r);
   int k = u < 0.55 ? 1 : u < 0.75 ? 2 : u < 0.85 ? 4 : u < 0.93 ? 8 : u < 0.98 ? 16 : 32;
@@ -302,10 +369,16 @@ static ns_status build_schedule(ns_synth *s) {
   sjob *jobs = calloc((size_t)J, sizeof *jobs);
   size_t *assign = malloc((size_t)J * 32 * sizeof *assign);
   int *jn = calloc((size_t)J, sizeof *jn);
+  sapp *apps = NULL;
+  double wsum = 0;
   ns_status st = NS_OK;
   if (!arr || !slots || !jobs || !assign || !jn) {
     st = NS_ERR_NOMEM;
     goto done;
+  }
+  if (o->apps > 0) {
+    if ((st = build_apps(o, &apps))) goto done;
+    for (int a = 0; a < o->apps; a++) wsum += apps[a].weight;
   }
   for (int j = 0; j < J; j++) arr[j] = s->t0 + (int64_t)(unif(&r) * span * 0.97);
   qsort(arr, (size_t)J, sizeof *arr, cmp_i64);
@@ -342,13 +415,27 @@ static ns_status build_schedule(ns_synth *s) {
     sjob *jb = &jobs[nj];
     jb->start = start, jb->end = end, jb->seed = js;
     uint64_t jr = js;
-    jb->arch = pick_arch(&jr, k);
-    jb->level = urange(&jr, 0.75, 1.0);
-    jb->period_s = urange(&jr, 60, 900);
-    jb->ckpt_every_s = urange(&jr, 1200, 3600);
-    jb->ckpt_len_s = urange(&jr, 45, 150);
-    jb->mem = urange(&jr, 0.1, 0.4);
-    make_phases(jb, &jr);
+    jb->app = jb->arch2 = -1;
+    if (apps) {
+      const sapp *a = &apps[pick_app(apps, o->apps, wsum, &jr)];
+      jb->app = (int)(a - apps);
+      jb->arch = a->arch, jb->arch2 = a->arch2, jb->blend = a->blend;
+      memcpy(jb->gain, a->gain, sizeof jb->gain);
+      jb->level = a->level * urange(&jr, 0.95, 1.05);
+      jb->period_s = a->period_s * urange(&jr, 0.9, 1.1);
+      jb->ckpt_every_s = a->ckpt_every_s * urange(&jr, 0.9, 1.1);
+      jb->ckpt_len_s = urange(&jr, 45, 150);
+      jb->mem = a->mem + urange(&jr, -0.03, 0.03);
+      make_phases_app(jb, a, &jr);
+    } else {
+      jb->arch = pick_arch(&jr, k);
+      jb->level = urange(&jr, 0.75, 1.0);
+      jb->period_s = urange(&jr, 60, 900);
+      jb->ckpt_every_s = urange(&jr, 1200, 3600);
+      jb->ckpt_len_s = urange(&jr, 45, 150);
+      jb->mem = urange(&jr, 0.1, 0.4);
+      make_phases(jb, &jr);
+    }
     for (int q = 0; q < k; q++) {
       assign[nj * 32 + (size_t)q] = slots[q].node;
       slots[q].free_at = end + (int64_t)urange(&r, 30e3, 1200e3);
@@ -419,14 +506,20 @@ static ns_status build_schedule(ns_synth *s) {
     rec->user = xstrdup("synth");
     rec->partition = xstrdup("batch");
     rec->state = xstrdup("COMPLETED");
-    rec->tag = xstrdup(arch_names[s->jobs[j].arch]);
+    if (s->jobs[j].app >= 0) {
+      char tag[48];
+      snprintf(tag, sizeof tag, "app%02d-%s", s->jobs[j].app, arch_names[s->jobs[j].arch]);
+      rec->tag = xstrdup(tag);
+    } else {
+      rec->tag = xstrdup(arch_names[s->jobs[j].arch]);
+    }
     if (!rec->cluster || !rec->job_id || !rec->user || !rec->partition || !rec->state || !rec->tag) {
       st = NS_ERR_NOMEM;
       goto done;
     }
   }
 done:
-  free(arr), free(slots), free(jobs), free(assign), free(jn);
+  free(arr), free(slots), free(jobs), free(assign), free(jn), free(apps);
   return st;
 }
 
@@ -573,6 +666,7 @@ ns_status ns_synth_create(const ns_synth_opts *o, ns_synth **out) {
   if (o->jitter_ms < 0 || o->jitter_ms >= o->interval_ms / 2)
     return ns_errorf(NS_ERR_RANGE, "jitter %lld ms must be below half the interval", (long long)o->jitter_ms);
   if (o->start_ms < 0) return ns_errorf(NS_ERR_RANGE, "start time before 1970");
+  if (o->apps < 0 || o->apps > 1000) return ns_errorf(NS_ERR_RANGE, "--apps %d outside 0..1000", o->apps);
   ns_synth *s = calloc(1, sizeof *s);
   if (!s) return NS_ERR_NOMEM;
   s->o = *o;
@@ -618,6 +712,8 @@ typedef struct {
   double run, ctxt, intr, forks, pgf, majf;
   double psi_cpu, psi_ms, psi_mf, psi_is, psi_if;
 } latent;
+
+_Static_assert(sizeof(latent) % sizeof(double) == 0, "latent is blended as an array of doubles");
 
 struct ns_synth_gen {
   const ns_synth *s;
@@ -668,6 +764,38 @@ ns_status ns_synth_gen_create(const ns_synth *s, size_t node, ns_synth_gen **out
 
 static double clamp01(double x) { return x < 0 ? 0 : x > 1 ? 1 : x; }
 static double pos(double x) { return x < 0 ? 0 : x; }
+
+/* One archetype's main-phase activity (L holds the node's idle baseline). */
+static void arch_latent(const ns_synth_gen *g, const sjob *j, int arch, double in, double wave, latent *L) {
+  switch (arch) {
+  case NS_SYNTH_COMPUTE:
+    L->u = 0.93 * in, L->sy = 0.02, L->bw = 15 + 5 * wave, L->llc = 3e6, L->ipc = 2.1 + 0.1 * wave;
+    L->run = NCORES * in, L->ctxt = 6e3, L->pgf = 3e3, L->psi_cpu = 2;
+    break;
+  case NS_SYNTH_MEMORY:
+    L->u = 0.72 * in, L->sy = 0.05, L->mem = j->mem + 0.35 + g->bias_mem, L->bw = 75 * in + 8 * wave,
+    L->llc = 4e7 * in, L->ipc = 0.55, L->run = NCORES * 0.9 * in, L->ctxt = 9e3, L->pgf = 4e4 * in,
+    L->psi_ms = 6 * in, L->psi_mf = 1.5 * in, L->psi_cpu = 4;
+    break;
+  case NS_SYNTH_IO:
+    L->u = 0.22 * in, L->sy = 0.1, L->w = 0.3 * in * (0.7 + 0.3 * wave), L->rd = 2.5e8 * in * (1 + 0.5 * wave),
+    L->wr = 1.5e8 * in * (1 - 0.5 * wave), L->cache_target = 0.55, L->dirty_target = 2e6 * in, L->run = 8,
+    L->psi_is = 30 * in, L->psi_if = 12 * in, L->ctxt = 3e4, L->majf = 20, L->ipc = 0.8, L->rx = 1e8 * in;
+    break;
+  case NS_SYNTH_COMM: {
+    /* compute / exchange cycles, in step on every node of the job */
+    double ex = wave > 0.3 ? 1 : 0.15;
+    L->u = (0.5 + 0.35 * (1 - ex)) * in, L->sy = 0.1 + 0.1 * ex, L->sirq = 0.03 * ex;
+    L->ibrx = 1.8e9 * in * ex, L->ibtx = 1.7e9 * in * ex, L->rx = 1e6, L->tx = 1e6;
+    L->ctxt = 6e4 * ex + 8e3, L->intr = 4e4 * ex + 3e3, L->bw = 25, L->llc = 8e6, L->ipc = 1.3;
+    L->run = NCORES * 0.8 * in, L->psi_cpu = 3;
+    break;
+  }
+  default: /* idle job: interactive session, a shell */
+    L->u = 0.02, L->sy = 0.01, L->run = 1, L->mem = 0.05 + j->mem * 0.2, L->forks = 3;
+    break;
+  }
+}
 
 static void base_latent(ns_synth_gen *g, int64_t t, latent *L) {
   const ns_synth *s = g->s;
@@ -720,33 +848,23 @@ static void base_latent(ns_synth_gen *g, int64_t t, latent *L) {
     L->run = 3 + 6 * in, L->psi_is = 25 * in, L->psi_if = 10 * in, L->ctxt = 1.5e4;
     return;
   }
-  switch (j->arch) {
-  case NS_SYNTH_COMPUTE:
-    L->u = 0.93 * in, L->sy = 0.02, L->bw = 15 + 5 * wave, L->llc = 3e6, L->ipc = 2.1 + 0.1 * wave;
-    L->run = NCORES * in, L->ctxt = 6e3, L->pgf = 3e3, L->psi_cpu = 2;
-    break;
-  case NS_SYNTH_MEMORY:
-    L->u = 0.72 * in, L->sy = 0.05, L->mem = j->mem + 0.35 + g->bias_mem, L->bw = 75 * in + 8 * wave,
-    L->llc = 4e7 * in, L->ipc = 0.55, L->run = NCORES * 0.9 * in, L->ctxt = 9e3, L->pgf = 4e4 * in,
-    L->psi_ms = 6 * in, L->psi_mf = 1.5 * in, L->psi_cpu = 4;
-    break;
-  case NS_SYNTH_IO:
-    L->u = 0.22 * in, L->sy = 0.1, L->w = 0.3 * in * (0.7 + 0.3 * wave), L->rd = 2.5e8 * in * (1 + 0.5 * wave),
-    L->wr = 1.5e8 * in * (1 - 0.5 * wave), L->cache_target = 0.55, L->dirty_target = 2e6 * in, L->run = 8,
-    L->psi_is = 30 * in, L->psi_if = 12 * in, L->ctxt = 3e4, L->majf = 20, L->ipc = 0.8, L->rx = 1e8 * in;
-    break;
-  case NS_SYNTH_COMM: {
-    /* compute / exchange cycles, in step on every node of the job */
-    double ex = wave > 0.3 ? 1 : 0.15;
-    L->u = (0.5 + 0.35 * (1 - ex)) * in, L->sy = 0.1 + 0.1 * ex, L->sirq = 0.03 * ex;
-    L->ibrx = 1.8e9 * in * ex, L->ibtx = 1.7e9 * in * ex, L->rx = 1e6, L->tx = 1e6;
-    L->ctxt = 6e4 * ex + 8e3, L->intr = 4e4 * ex + 3e3, L->bw = 25, L->llc = 8e6, L->ipc = 1.3;
-    L->run = NCORES * 0.8 * in, L->psi_cpu = 3;
-    break;
-  }
-  default: /* idle job: interactive session, a shell */
-    L->u = 0.02, L->sy = 0.01, L->run = 1, L->mem = 0.05 + j->mem * 0.2, L->forks = 3;
-    break;
+  latent B = *L; /* the main phase's starting point, for a blended second archetype */
+  arch_latent(g, j, j->arch, in, wave, L);
+  if (j->app >= 0) {
+    /* An application: a second archetype blended in, then its gains. */
+    if (j->arch2 >= 0) {
+      arch_latent(g, j, j->arch2, in, wave, &B);
+      double a[sizeof(latent) / sizeof(double)], b[sizeof(latent) / sizeof(double)];
+      memcpy(a, L, sizeof a), memcpy(b, &B, sizeof b);
+      for (size_t q = 0; q < sizeof a / sizeof *a; q++) a[q] = (1 - j->blend) * a[q] + j->blend * b[q];
+      memcpy(L, a, sizeof a);
+    }
+    const double *G = j->gain;
+    L->u = fmin(L->u * G[G_CPU], 0.97), L->ipc *= sqrt(G[G_CPU]);
+    L->bw *= G[G_MEMBW], L->llc *= G[G_MEMBW], L->psi_ms *= G[G_MEMBW];
+    L->rd *= G[G_IO], L->wr *= G[G_IO], L->w = fmin(L->w * G[G_IO], 0.6), L->psi_is *= G[G_IO], L->psi_if *= G[G_IO];
+    L->ibrx *= G[G_NET], L->ibtx *= G[G_NET], L->rx *= G[G_NET], L->tx *= G[G_NET], L->intr *= G[G_NET];
+    L->ctxt *= G[G_SCHED], L->pgf *= G[G_SCHED], L->run *= G[G_SCHED];
   }
   /* Checkpoint bursts in long compute/memory phases. */
   if ((j->arch == NS_SYNTH_COMPUTE || j->arch == NS_SYNTH_MEMORY) &&

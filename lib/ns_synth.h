@@ -44,6 +44,10 @@ typedef struct ns_synth_opts {
   double missing;          /* fraction of samples dropped one by one; default 0.001 */
   double outages;          /* node outages (reboot: counters reset) per node-week; default 0.3 */
   int64_t jitter_ms;       /* sample time jitter (0..jitter); default 250 */
+  int apps;                /* 0 (default): every job is one of the archetypes as they are; N (1..1000):
+                              N applications, each a fixed variant of an archetype (a second archetype
+                              blended into its main phases, its own gains per resource, period, phase
+                              structure and level), jobs drawn from them by a Zipf-like popularity */
 } ns_synth_opts;
 
 NS_API void ns_synth_opts_default(ns_synth_opts *o);
@@ -59,7 +63,7 @@ NS_API size_t ns_synth_n_metrics(const ns_synth *s);
 NS_API char *const *ns_synth_metric_names(const ns_synth *s);
 NS_API const uint8_t *ns_synth_metric_counters(const ns_synth *s);
 /* Jobs that were scheduled (cluster, job_id, start, end, nodelist, tag =
- * archetype name, state COMPLETED). */
+ * archetype name, or "appNN-<archetype>" with apps, state COMPLETED). */
 NS_API const ns_job *ns_synth_jobs(const ns_synth *s, size_t *n);
 /* Injected anomalies: one label per interval (source "synth", label 1,
  * note = HPAS name, job_id = the job running at its start or NULL). */

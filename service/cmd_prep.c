@@ -143,6 +143,8 @@ static void synth_usage(FILE *f) {
           "  --interval DUR       sampling interval (default 15s)\n"
           "  --metrics M          metrics per node, 16..4096 (default 82 = D1; 116 = D2-like)\n"
           "  --jobs J             jobs submitted (default about 1.4 per node-day)\n"
+          "  --apps N             N applications (0..1000), each a fixed variant of an archetype, jobs\n"
+          "                       drawn by popularity; 0 (default) = the five archetypes as they are\n"
           "  --seed S             seed (default 1)\n"
           "  --anomaly-ratio R    anomalous fraction of the test period per node (default 0.02)\n"
           "  --contamination R    anomalous fraction of the training period (default 0)\n"
@@ -175,7 +177,7 @@ int cmd_synth(int argc, char **argv, ns_config *cfg) {
       {"outages", required_argument, 0, 'O'},   {"start", required_argument, 0, 'S'},
       {"cluster", required_argument, 0, 'c'},   {"format", required_argument, 0, 'f'},
       {"out", required_argument, 0, 'o'},       {"help", no_argument, 0, 'h'},
-      {"store-labels", no_argument, 0, 'L'},
+      {"store-labels", no_argument, 0, 'L'},    {"apps", required_argument, 0, 'A'},
       {0, 0, 0, 0}};
   ns_synth_opts o;
   ns_synth_opts_default(&o);
@@ -193,6 +195,7 @@ int cmd_synth(int argc, char **argv, ns_config *cfg) {
       break;
     case 'm': o.metrics = (int)num_arg("--metrics", optarg, 16, 4096); break;
     case 'j': o.jobs = (int)num_arg("--jobs", optarg, 0, 1e7); break;
+    case 'A': o.apps = (int)num_arg("--apps", optarg, 0, 1000); break;
     case 's': o.seed = (uint64_t)num_arg("--seed", optarg, 0, 9007199254740992.0); break;
     case 'a': o.anomaly_ratio = num_arg("--anomaly-ratio", optarg, 0, 0.5); break;
     case 'C': o.contamination = num_arg("--contamination", optarg, 0, 0.5); break;

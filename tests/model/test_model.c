@@ -893,3 +893,46 @@ Test(score_stats, calibrate_level_runs_respect_series_starts_and_keep) {
   cr_assert_eq(s.count, 82);
   cr_assert_eq(ns_score_stats_calibrate(v, NULL, 90, NULL, 0, &rule, NULL, &cut), NS_ERR_INVAL);
 }
+
+/* Coverage members: a permutation of the distance ranks whose every prefix
+ * spans them, so that a model stopping early still sees the far members. */
+Test(train, coverage_order_spans_the_cluster_in_every_prefix) {
+  static const size_t rests[] = {1, 2, 3, 7, 190, 1908};
+  for (size_t q = 0; q < sizeof rests / sizeof *rests; q++) {
+    size_t rest = rests[q];
+    size_t *o = malloc(rest * sizeof *o);
+    uint8_t *seen = calloc(rest, 1);
+    cr_assert(o && seen);
+    ns_train_coverage_order(rest, rest, o);
+    cr_assert_eq(o[0], 0, "the nearest non-representative member comes first");
+    for (size_t i = 0; i < rest; i++) {
+      cr_assert_lt(o[i], rest);
+      cr_assert_not(seen[o[i]], "rank %zu taken twice (rest %zu)", o[i], rest);
+      seen[o[i]] = 1;
+    }
+    /* Every prefix of p >= 2 members leaves no gap over 2 rest / p + 1 ranks,
+     * and reaches past the middle; the old nearest-first spacing, stopped
+     * after a quarter of the members, never got past a quarter of the ranks. */
+    for (size_t p = 2; p <= rest; p++) {
+      size_t lo = rest, hi = 0, gap = 0, prev = 0;
+      memset(seen, 0, rest);
+      for (size_t i = 0; i < p; i++) seen[o[i]] = 1;
+      for (size_t v = 0; v < rest; v++)
+        if (seen[v]) {
+          if (v < lo) lo = v;
+          if (v > hi) hi = v;
+          if (v - prev > gap) gap = v - prev;
+          prev = v;
+        }
+      cr_assert_eq(lo, 0);
+      cr_assert_leq(gap, 2 * rest / p + 1, "rest %zu prefix %zu: gap %zu", rest, p, gap);
+      cr_assert_geq(hi, rest / 2, "rest %zu prefix %zu reaches %zu", rest, p, hi);
+    }
+    size_t few[4] = {99, 99, 99, 99};
+    ns_train_coverage_order(rest, 4, few); /* n > rest takes rest */
+    for (size_t i = 0; i < (rest < 4 ? rest : 4); i++) cr_assert_eq(few[i], o[i]);
+    for (size_t i = rest; i < 4; i++) cr_assert_eq(few[i], 99, "nothing written past rest");
+    free(o), free(seen);
+  }
+  ns_train_coverage_order(0, 0, NULL); /* an empty cluster: nothing to do */
+}

@@ -263,6 +263,86 @@ Test(synth, archetypes_and_anomalies_are_visible) {
   ns_synth_free(s);
 }
 
+/* --apps: jobs come from N applications, each a fixed variant of an
+ * archetype; jobs of one application look alike, applications of one
+ * archetype do not. */
+Test(synth, applications_are_distinct_and_deterministic) {
+  ns_synth_opts o = small(5);
+  o.nodes = 16;
+  o.days = 3;
+  o.anomaly_ratio = 0;
+  o.apps = 12;
+  ns_synth *s = mk(&o), *again = mk(&o);
+  size_t nj, nj2;
+  const ns_job *jobs = ns_synth_jobs(s, &nj), *jobs2 = ns_synth_jobs(again, &nj2);
+  cr_assert_eq(nj, nj2);
+  int per_app[12] = {0};
+  char app_arch[12][16] = {{0}};
+  for (size_t j = 0; j < nj; j++) {
+    int a = -1;
+    char arch[16] = "";
+    cr_assert_eq(sscanf(jobs[j].tag, "app%d-%15s", &a, arch), 2, "tag '%s'", jobs[j].tag);
+    cr_assert(a >= 0 && a < 12, "tag '%s'", jobs[j].tag);
+    cr_assert(!strcmp(arch, "compute") || !strcmp(arch, "memory") || !strcmp(arch, "io") || !strcmp(arch, "comm") ||
+              !strcmp(arch, "idle"), "tag '%s'", jobs[j].tag);
+    cr_assert_str_eq(jobs[j].tag, jobs2[j].tag, "same seed, same applications");
+    per_app[a]++;
+    if (app_arch[a][0]) cr_assert_str_eq(app_arch[a], arch, "an application keeps its archetype");
+    snprintf(app_arch[a], sizeof app_arch[a], "%s", arch);
+  }
+  int used = 0;
+  for (int a = 0; a < 12; a++) used += per_app[a] > 0;
+  cr_assert_geq(used, 8, "only %d of 12 applications ran", used);
+  cr_assert_gt(per_app[0], per_app[11], "popularity falls along the list (%d vs %d)", per_app[0], per_app[11]);
+  /* Main-phase CPU user time of single-node jobs: within each archetype,
+   * the spread of its applications' means must dwarf the spread of jobs
+   * within an application (nested one-way ANOVA, F well above 1). */
+  long user = col(s, "procstat.user");
+  cr_assert_geq(user, 0);
+  double sum[12] = {0}, sq[12] = {0};
+  int cnt[12] = {0};
+  for (size_t i = 0; i < ns_synth_n_nodes(s); i++) {
+    ns_mts *m = NULL, *m2 = NULL;
+    cr_assert_eq(ns_synth_node_mts(s, i, 0, 0, &m), NS_OK);
+    cr_assert_eq(ns_synth_node_mts(again, i, 0, 0, &m2), NS_OK);
+    cr_assert(same_mts(m, m2), "node %zu differs between identical seeds", i);
+    for (size_t j = 0; j < nj; j++) {
+      if (jobs[j].nnodes != 1 || !ns_prep_nodelist_has(jobs[j].nodelist, m->node)) continue;
+      int a = atoi(jobs[j].tag + 3);
+      int64_t q = (jobs[j].end_ms - jobs[j].start_ms) / 4;
+      double x = mean_rate(m, user, jobs[j].start_ms + q, jobs[j].end_ms - q);
+      if (isnan(x)) continue;
+      sum[a] += x, sq[a] += x * x, cnt[a]++;
+    }
+    ns_mts_free(m), ns_mts_free(m2);
+  }
+  double within = 0, between = 0;
+  int df_b = 0, df_w = 0;
+  for (int a = 0; a < 12; a++) {
+    if (cnt[a] < 2) continue;
+    double grand = 0;
+    int n = 0, groups = 0;
+    for (int b = a; b < 12; b++) /* the archetype's first application gathers its group */
+      if (cnt[b] >= 2 && !strcmp(app_arch[b], app_arch[a])) grand += sum[b], n += cnt[b], groups++;
+    bool first = true;
+    for (int b = 0; b < a; b++) first = first && !(cnt[b] >= 2 && !strcmp(app_arch[b], app_arch[a]));
+    if (!first || groups < 2) continue;
+    grand /= n;
+    for (int b = a; b < 12; b++) {
+      if (cnt[b] < 2 || strcmp(app_arch[b], app_arch[a])) continue;
+      double mu = sum[b] / cnt[b];
+      within += sq[b] - cnt[b] * mu * mu;
+      between += cnt[b] * (mu - grand) * (mu - grand);
+      df_w += cnt[b] - 1;
+    }
+    df_b += groups - 1;
+  }
+  cr_assert_geq(df_b, 2, "too few archetypes with several applications");
+  double F = (between / df_b) / (within / df_w);
+  cr_assert_gt(F, 20, "applications of one archetype are not distinct: F = %g (df %d, %d)", F, df_b, df_w);
+  ns_synth_free(s), ns_synth_free(again);
+}
+
 Test(synth, bad_options_rejected) {
   ns_synth_opts o;
   ns_synth *s = NULL;
@@ -277,6 +357,11 @@ Test(synth, bad_options_rejected) {
   o = small(1), o.anomaly_ratio = 0.9;
   cr_assert_eq(ns_synth_create(&o, &s), NS_ERR_RANGE);
   o = small(1), o.train_frac = 1;
+  cr_assert_eq(ns_synth_create(&o, &s), NS_ERR_RANGE);
+  o = small(1), o.apps = -1;
+  cr_assert_eq(ns_synth_create(&o, &s), NS_ERR_RANGE);
+  cr_assert(strstr(ns_err_detail(), "--apps"));
+  o = small(1), o.apps = 1001;
   cr_assert_eq(ns_synth_create(&o, &s), NS_ERR_RANGE);
   o = small(1), o.interval_ms = 1000, o.jitter_ms = 600;
   cr_assert_eq(ns_synth_create(&o, &s), NS_ERR_RANGE);
