@@ -92,7 +92,7 @@
   X(detect, train_calib_peer_relative, DOUBLE, "3", 0, 1e6, "",                                       \
     "With train_calib_robust and train_robust_peers: calibration also leaves out stretches (>= detect_level_min_duration) above this multiple of their peers' score at the same times; 0 = off.") \
   X(detect, train_min_windows, INT, "512", 0, 1000000, "",                                            \
-    "A cluster whose representatives give fewer training windows is given further members too, spread from nearest to farthest.") \
+    "A cluster whose representatives give fewer training windows is given further members too, evenly spaced in distance rank.") \
   X(detect, train_max_series, INT, "200", 1, 100000, "", "Most member segments one cluster's model trains on.") \
   /* ---- ablations and baselines (docs/ablations.md) ---- */                                      \
   X(ablation, ablation_seed, INT, "42", 0, 2147483647, "", "Seed of the C2 random grouping and of the autoencoder baseline.") \

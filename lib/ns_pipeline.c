@@ -108,39 +108,26 @@ static ns_status load_reps(ns_store *st, const ns_clib_cluster *c, const ns_clib
   r->seg = calloc(cap ? cap : 1, sizeof *r->seg);
   r->series = calloc(cap ? cap : 1, sizeof *r->series);
   r->excluded = calloc(cap ? cap : 1, sizeof *r->excluded);
+  if (!r->seg || !r->series || !r->excluded) return NS_ERR_NOMEM;
   size_t windows = 0, rest = c->size - c->n_rep, extra_cap = cap - c->n_rep;
-  size_t *order = malloc((extra_cap ? extra_cap : 1) * sizeof *order);
-  if (!r->seg || !r->series || !r->excluded || !order) {
-    free(order);
-    return NS_ERR_NOMEM;
-  }
-  ns_train_coverage_order(rest, extra_cap, order);
-  ns_status s = NS_OK;
   for (size_t i = 0; i < cap; i++) {
     if (i >= c->n_rep && windows >= min_windows) break;
-    /* Members after the representatives are in distance order from the
-     * centroid; coverage members are taken across all of them. */
-    size_t mi = i < c->n_rep ? i : c->n_rep + order[i - c->n_rep];
-    if ((s = ns_store_get_segment(st, c->members[mi], &r->seg[i]))) goto done;
+    /* Coverage member j of up to extra_cap: evenly spaced over the rest. */
+    size_t mi = i < c->n_rep ? i : c->n_rep + (size_t)((double)(i - c->n_rep) * (double)rest / (double)extra_cap);
+    ns_status s = ns_store_get_segment(st, c->members[mi], &r->seg[i]);
+    if (s) return s;
     used[mi] = 1;
     r->n = i + 1;
-    if (r->seg[i]->M != lib->M) {
-      s = ns_errorf(NS_ERR_SCHEMA, "segment %lld has %zu metrics, the cluster library %zu",
-                    (long long)c->members[mi], r->seg[i]->M, lib->M);
-      goto done;
-    }
-    if (!(r->excluded[i] = calloc(r->seg[i]->T ? r->seg[i]->T : 1, 1))) {
-      s = NS_ERR_NOMEM;
-      goto done;
-    }
-    if ((s = mark_expert_anomalies(st, r->seg[i], r->excluded[i]))) goto done;
+    if (r->seg[i]->M != lib->M)
+      return ns_errorf(NS_ERR_SCHEMA, "segment %lld has %zu metrics, the cluster library %zu",
+                       (long long)c->members[mi], r->seg[i]->M, lib->M);
+    if (!(r->excluded[i] = calloc(r->seg[i]->T ? r->seg[i]->T : 1, 1))) return NS_ERR_NOMEM;
+    if ((s = mark_expert_anomalies(st, r->seg[i], r->excluded[i]))) return s;
     size_t T = r->seg[i]->T;
     windows += T >= window ? (T + window - 1) / window : 0;
     r->series[i] = (ns_train_series){r->seg[i]->x, T, i < c->n_rep ? c->rep_weight[i] : 1.0f, (int)i, r->excluded[i]};
   }
-done:
-  free(order);
-  return s;
+  return NS_OK;
 }
 
 static int cmp_float(const void *a, const void *b) {

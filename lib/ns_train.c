@@ -63,19 +63,6 @@ static ns_status check_data(const ns_train_series *s, size_t n, int M, int n_seg
 
 /* ---------------- evaluation ---------------- */
 
-void ns_train_coverage_order(size_t rest, size_t n, size_t *out) {
-  if (n > rest) n = rest;
-  size_t bits = 0;
-  while (((size_t)1 << bits) < rest) bits++;
-  size_t got = 0;
-  for (size_t k = 0; got < n && k < ((size_t)1 << bits); k++) {
-    size_t v = 0;
-    for (size_t b = 0; b < bits; b++)
-      if (k >> b & 1) v |= (size_t)1 << (bits - 1 - b);
-    if (v < rest) out[got++] = v;
-  }
-}
-
 size_t ns_peer_trim(const float *score, const float *ref, size_t T, double rel, size_t min_run, uint8_t *skip) {
   size_t out = 0;
   if (min_run < 1) min_run = 1;

@@ -96,14 +96,6 @@ NS_API ns_status ns_train_calibrate(const ns_model *m, const ns_train_series *s,
 NS_API size_t ns_peer_trim(const float *score, const float *ref, size_t T, double rel, size_t min_run,
                            uint8_t *skip);
 
-/* Which of a cluster's non-representative members (ranked by distance to
- * the centroid, 0..rest-1) a model trains on when its representatives give
- * too few windows: out[0..n) are the first n (n <= rest) of a permutation of
- * [0, rest) in bit-reversed order (0, rest/2, rest/4, 3 rest/4, ...), so that
- * however early the window budget stops taking them, the members taken span
- * the cluster from nearest to farthest. */
-NS_API void ns_train_coverage_order(size_t rest, size_t n, size_t *out);
-
 /* Contamination-robust rounds: each window's error (err, nw values indexed
  * like ns_train_list_windows) divided by the median error of the candidate
  * windows (cand, ncand indices) of its own series; a series without
