@@ -848,10 +848,13 @@ static void base_latent(ns_synth_gen *g, int64_t t, latent *L) {
     L->run = 3 + 6 * in, L->psi_is = 25 * in, L->psi_if = 10 * in, L->ctxt = 1.5e4;
     return;
   }
-  latent B = *L; /* the main phase's starting point, for a blended second archetype */
+  /* An application blends a second archetype into its main phases: it
+   * starts from the same baseline, so keep a copy only then. */
+  latent B;
+  if (j->app >= 0 && j->arch2 >= 0) B = *L;
   arch_latent(g, j, j->arch, in, wave, L);
   if (j->app >= 0) {
-    /* An application: a second archetype blended in, then its gains. */
+    /* An application: the second archetype blended in, then its gains. */
     if (j->arch2 >= 0) {
       arch_latent(g, j, j->arch2, in, wave, &B);
       double a[sizeof(latent) / sizeof(double)], b[sizeof(latent) / sizeof(double)];

@@ -318,22 +318,20 @@ Test(synth, applications_are_distinct_and_deterministic) {
   }
   double within = 0, between = 0;
   int df_b = 0, df_w = 0;
-  for (int a = 0; a < 12; a++) {
-    if (cnt[a] < 2) continue;
+  for (int k = 0; k < NS_SYNTH_NARCH; k++) { /* applications nested in archetypes */
+    const char *name = ns_synth_arch_name((ns_synth_arch)k);
     double grand = 0;
     int n = 0, groups = 0;
-    for (int b = a; b < 12; b++) /* the archetype's first application gathers its group */
-      if (cnt[b] >= 2 && !strcmp(app_arch[b], app_arch[a])) grand += sum[b], n += cnt[b], groups++;
-    bool first = true;
-    for (int b = 0; b < a; b++) first = first && !(cnt[b] >= 2 && !strcmp(app_arch[b], app_arch[a]));
-    if (!first || groups < 2) continue;
+    for (int a = 0; a < 12; a++)
+      if (cnt[a] >= 2 && !strcmp(app_arch[a], name)) grand += sum[a], n += cnt[a], groups++;
+    if (groups < 2) continue;
     grand /= n;
-    for (int b = a; b < 12; b++) {
-      if (cnt[b] < 2 || strcmp(app_arch[b], app_arch[a])) continue;
-      double mu = sum[b] / cnt[b];
-      within += sq[b] - cnt[b] * mu * mu;
-      between += cnt[b] * (mu - grand) * (mu - grand);
-      df_w += cnt[b] - 1;
+    for (int a = 0; a < 12; a++) {
+      if (cnt[a] < 2 || strcmp(app_arch[a], name)) continue;
+      double mu = sum[a] / cnt[a];
+      within += sq[a] - cnt[a] * mu * mu;
+      between += cnt[a] * (mu - grand) * (mu - grand);
+      df_w += cnt[a] - 1;
     }
     df_b += groups - 1;
   }
