@@ -18,6 +18,7 @@ void ns_clib_params_default(ns_clib_params *p) {
                         .match_len_ms = 3600000,
                         .radius_factor = 1.5,
                         .feat_fs = 0,
+                        .strata = 16,
                         .threads = 0};
 }
 
@@ -35,6 +36,7 @@ ns_status ns_clib_params_from_config(const ns_config *cfg, ns_clib_params *p) {
   p->radius_factor = ns_cfg_double(cfg, NS_CFG_match_radius_factor);
   p->feat_fs = ns_cfg_double(cfg, NS_CFG_feat_fs);
   p->threads = (int)ns_cfg_int(cfg, NS_CFG_threads);
+  p->strata = (size_t)ns_cfg_int(cfg, NS_CFG_clust_strata);
   return NS_OK;
 }
 
@@ -266,7 +268,7 @@ ns_status ns_clib_distance_matrix(const ns_featset *fs, const size_t *idx, size_
 
 static void cluster_clear(ns_clib_cluster *c) {
   free(c->members), free(c->member_dist), free(c->rep_weight), free(c->rep_feat), free(c->centroid);
-  free(c->mac), free(c->mac_weight);
+  free(c->mac), free(c->mac_weight), free(c->stratum), free(c->cover);
   memset(c, 0, sizeof *c);
 }
 
@@ -309,8 +311,89 @@ static void affine_weights(const double *v, size_t n, float *w) {
   for (size_t i = 0; i < n; i++) w[i] = hi > lo ? (float)(1.0 - 0.9 * (v[i] - lo) / (hi - lo)) : 1.0f;
 }
 
-ns_status ns_clib_cluster_fill(const ns_featset *fs, const size_t *rows, size_t sz, size_t n_rep, ns_clib_cluster *c) {
-  size_t M = fs->M, len = M * NF;
+typedef struct strat_ix {
+  size_t grp, j; /* group rank (largest group 0), sample index */
+  double cent;   /* mean distance to the rest of its group */
+} strat_ix;
+
+static int cmp_strat(const void *a, const void *b) {
+  const strat_ix *p = a, *q = b;
+  if (p->grp != q->grp) return p->grp < q->grp ? -1 : 1;
+  if (p->cent != q->cent) return p->cent < q->cent ? -1 : 1;
+  return p->j < q->j ? -1 : p->j > q->j;
+}
+
+/* Step 7 (ns_clib.h): a broad cluster holds several patterns, and members
+ * taken by distance rank give its model the commonest ones only; the others
+ * are then flagged whole. di is in member order. */
+#define STRATA_SAMPLE 512
+static ns_status cover_groups(const ns_featset *fs, const size_t *rows, const dist_ix *di, size_t strata, int threads,
+                              ns_clib_cluster *c) {
+  size_t sz = c->size, n_rep = c->n_rep, rest = sz - n_rep, len = fs->M * NF;
+  if (strata < 2 || rest <= 2 * strata) return NS_OK;
+  size_t n = rest < STRATA_SAMPLE ? rest : STRATA_SAMPLE, gmin = n / (4 * strata) > 2 ? n / (4 * strata) : 2;
+  size_t *pos = malloc(n * sizeof *pos), *idx = malloc(n * sizeof *idx), *gsize = calloc(strata, sizeof *gsize);
+  size_t *grank = malloc(strata * sizeof *grank), *rank_of = malloc(strata * sizeof *rank_of);
+  size_t *medoid = malloc(strata * sizeof *medoid);
+  int *lab = malloc(n * sizeof *lab);
+  strat_ix *sx = malloc(n * sizeof *sx);
+  float *D = NULL;
+  ns_merge *z = NULL;
+  ns_status st = NS_OK;
+  c->stratum = malloc(sz * sizeof *c->stratum);
+  c->cover = malloc(n * sizeof *c->cover);
+  if (!pos || !idx || !gsize || !grank || !rank_of || !medoid || !lab || !sx || !c->stratum || !c->cover) {
+    st = ns_errorf(NS_ERR_NOMEM, "sub-patterns of a cluster of %zu segments", sz);
+    goto done;
+  }
+  for (size_t j = 0; j < n; j++)
+    pos[j] = n_rep + (size_t)((double)j * (double)rest / (double)n), idx[j] = rows[di[pos[j]].i];
+  if ((st = ns_clib_distance_matrix(fs, idx, n, threads, NULL, NULL, &D)) ||
+      (st = ns_clust_hac(D, n, NS_LINKAGE_WARD, NULL, NULL, &z)) || (st = ns_clust_cut(z, n, strata, lab)))
+    goto done;
+  for (size_t j = 0; j < n; j++) gsize[lab[j]]++;
+  // Groups by size, largest first (ties: first appearance).
+  for (size_t g = 0; g < strata; g++) grank[g] = g;
+  for (size_t g = 1; g < strata; g++)
+    for (size_t h = g; h > 0 && gsize[grank[h - 1]] < gsize[grank[h]]; h--) {
+      size_t t = grank[h];
+      grank[h] = grank[h - 1], grank[h - 1] = t;
+    }
+  size_t nq = 0;
+  for (size_t r = 0; r < strata; r++) rank_of[grank[r]] = r, nq += gsize[grank[r]] >= gmin;
+  for (size_t j = 0; j < n; j++) {
+    double sum = 0;
+    for (size_t k = 0; k < n; k++)
+      if (k != j && lab[k] == lab[j]) sum += D[ns_cond_index(n, j, k)];
+    size_t g = (size_t)lab[j];
+    sx[j] = (strat_ix){rank_of[g], j, gsize[g] > 1 ? sum / (double)(gsize[g] - 1) : 0};
+  }
+  qsort(sx, n, sizeof *sx, cmp_strat);
+  c->n_cover = 0;
+  for (size_t q = 0; q < n; q++) {
+    if (sx[q].grp >= nq) break;
+    if (q == 0 || sx[q].grp != sx[q - 1].grp) medoid[sx[q].grp] = idx[sx[q].j];
+    c->cover[c->n_cover++] = (uint64_t)pos[sx[q].j];
+  }
+  c->n_strata = nq;
+  for (size_t m = 0; m < sz; m++) {
+    const float *f = fs->f + rows[di[m].i] * len;
+    double best = INFINITY;
+    c->stratum[m] = -1;
+    for (size_t r = 0; r < nq; r++) {
+      double d = ns_clib_distance(f, fs->f + medoid[r] * len, fs->M);
+      if (d < best) best = d, c->stratum[m] = (int32_t)r;
+    }
+  }
+done:
+  free(pos), free(idx), free(gsize), free(grank), free(rank_of), free(medoid), free(lab), free(sx);
+  free(D), free(z);
+  return st;
+}
+
+ns_status ns_clib_cluster_fill(const ns_featset *fs, const size_t *rows, size_t sz, const ns_clib_params *p,
+                               ns_clib_cluster *c) {
+  size_t M = fs->M, len = M * NF, n_rep = p->n_rep;
   ns_status st = NS_OK;
   double *tmp = malloc(len * sizeof *tmp), *dv = NULL;
   float *c0 = malloc(len * sizeof *c0);
@@ -351,6 +434,7 @@ ns_status ns_clib_cluster_fill(const ns_featset *fs, const size_t *rows, size_t 
     }
   }
   affine_weights(dv, c->n_rep, c->rep_weight);
+  st = cover_groups(fs, rows, di, p->strata, p->threads, c);
 done:
   free(tmp), free(c0), free(di), free(rep_rows), free(dv);
   return st;
@@ -428,7 +512,7 @@ ns_status ns_clib_build(const ns_featset *fs, const char *const *metrics, const 
       size_t sz = 0;
       for (size_t i = 0; i < nk; i++)
         if ((size_t)r->labels[i] == c) rows[sz++] = idx[i];
-      if ((st = ns_clib_cluster_fill(fs, rows, sz, p->n_rep, cl))) goto fail;
+      if ((st = ns_clib_cluster_fill(fs, rows, sz, p, cl))) goto fail;
     }
     ns_clust_result_free(r);
     r = NULL;
@@ -557,7 +641,7 @@ ns_status ns_clib_match_segment(const ns_clib *lib, const ns_segment *seg, ns_cl
 /* ---- binary form ---- */
 
 #define CLIB_MAGIC "NSCLIB\0\1"
-#define CLIB_FORMAT 1u
+#define CLIB_FORMAT 2u /* 2: sub-patterns (clust_strata); 1 is read as none */
 
 typedef struct wbuf {
   unsigned char *p;
@@ -594,6 +678,7 @@ ns_status ns_clib_serialize(const ns_clib *lib, void **buf, size_t *n) {
   w_u64(&b, CLIB_FORMAT);
   w_u64(&b, (uint64_t)p->linkage), w_u64(&b, p->k_min), w_u64(&b, p->k_max), w_u64(&b, p->min_size);
   w_u64(&b, p->n_rep), w_u64(&b, (uint64_t)p->match_len_ms), w_f64(&b, p->radius_factor), w_f64(&b, p->feat_fs);
+  w_u64(&b, p->strata);
   w_u64(&b, NF), w_u64(&b, lib->M);
   for (size_t m = 0; m < lib->M; m++) {
     size_t l = strlen(lib->metrics[m]);
@@ -621,6 +706,12 @@ ns_status ns_clib_serialize(const ns_clib *lib, void **buf, size_t *n) {
     if (c->mac && c->mac_weight) {
       w_put(&b, c->mac, lib->M * sizeof(float));
       w_put(&b, c->mac_weight, lib->M * sizeof(float));
+    }
+    w_u64(&b, c->n_strata);
+    if (c->n_strata) {
+      w_put(&b, c->stratum, c->size * sizeof *c->stratum);
+      w_u64(&b, c->n_cover);
+      w_put(&b, c->cover, c->n_cover * sizeof *c->cover);
     }
   }
   if (!b.oom) w_u64(&b, ns_fnv1a64(b.p, b.n));
@@ -682,8 +773,8 @@ ns_status ns_clib_deserialize(const void *buf, size_t n, ns_clib **out) {
   if (ns_fnv1a64(buf, n - 8) != sum) return ns_errorf(NS_ERR_CORRUPT, "cluster library: checksum mismatch");
   rbuf b = {buf, n - 8, 8, false};
   uint64_t fmt = r_u64(&b);
-  if (fmt != CLIB_FORMAT)
-    return ns_errorf(NS_ERR_VERSION, "cluster library format %llu, this build reads %u", (unsigned long long)fmt,
+  if (fmt < 1 || fmt > CLIB_FORMAT)
+    return ns_errorf(NS_ERR_VERSION, "cluster library format %llu, this build reads 1 to %u", (unsigned long long)fmt,
                      CLIB_FORMAT);
   ns_clib *lib = calloc(1, sizeof *lib);
   if (!lib) return NS_ERR_NOMEM;
@@ -691,6 +782,7 @@ ns_status ns_clib_deserialize(const void *buf, size_t n, ns_clib **out) {
   ns_clib_params *p = &lib->params;
   p->linkage = (ns_linkage)r_u64(&b), p->k_min = r_u64(&b), p->k_max = r_u64(&b), p->min_size = r_u64(&b);
   p->n_rep = r_u64(&b), p->match_len_ms = (int64_t)r_u64(&b), p->radius_factor = r_f64(&b), p->feat_fs = r_f64(&b);
+  p->strata = fmt >= 2 ? r_u64(&b) : 0;
   uint64_t nf = r_u64(&b), M = r_u64(&b);
   if (b.bad || nf != NF || M == 0 || M > 1000000 || (unsigned)p->linkage > NS_LINKAGE_WARD) {
     st = ns_errorf(NS_ERR_FORMAT, "cluster library: bad header (features %llu, metrics %llu)", (unsigned long long)nf,
@@ -733,6 +825,15 @@ ns_status ns_clib_deserialize(const void *buf, size_t n, ns_clib **out) {
       goto bad;
     if (r_u64(&b)) {
       if (!(c->mac = r_arr(&b, M, sizeof(float))) || !(c->mac_weight = r_arr(&b, M, sizeof(float)))) goto bad;
+    }
+    if (fmt >= 2 && (c->n_strata = r_u64(&b))) {
+      if (b.bad || c->n_strata > c->size || !(c->stratum = r_arr(&b, c->size, sizeof *c->stratum))) goto bad;
+      c->n_cover = r_u64(&b);
+      if (b.bad || c->n_cover > c->size || !(c->cover = r_arr(&b, c->n_cover, sizeof *c->cover))) goto bad;
+      for (size_t m = 0; m < c->size; m++)
+        if (c->stratum[m] < -1 || c->stratum[m] >= (int64_t)c->n_strata) goto bad;
+      for (size_t q = 0; q < c->n_cover; q++)
+        if (c->cover[q] >= c->size || c->stratum[c->cover[q]] < 0) goto bad;
     }
   }
   if (b.bad || b.off != b.n) goto bad;

@@ -25,6 +25,14 @@
  *      representatives' whole preprocessed series; loss weight
  *      W_m = 1 - 0.9 (mac_m - min) / (max - min), normalised to sum 1 (stable
  *      metrics weigh most; the most volatile keeps 0.1/1 of the top weight).
+ *   7. sub-patterns (strata >= 2, clusters of more than 2 x strata members):
+ *      up to 512 members after the representatives, evenly spaced in rank,
+ *      split by Ward HAC into `strata` groups; groups holding at least
+ *      max(2, sample / (4 strata)) of them count (smaller ones are outliers).
+ *      Every member is given the counted group of its nearest medoid
+ *      (stratum), and cover lists the sampled members group by group,
+ *      largest group first, most central first. Training gives each
+ *      sub-pattern its own members (train_strata_members, ns_pipeline).
  *
  * Matching: representation of the segment's prefix -> distances to the
  * centroids of clusters of the segment's kind (all clusters if the library
@@ -66,6 +74,7 @@ typedef struct ns_clib_params {
   double radius_factor;
   double feat_fs;        /* Hz passed to the features; 0 = 1/interval */
   int threads;           /* 0 = online CPUs */
+  size_t strata;         /* sub-patterns per cluster for training coverage (ns_clib_cluster_fill); 0 = none */
   bool one_pool;         /* cluster every segment together, whatever its kind (C1); not saved */
 } ns_clib_params;
 
@@ -114,6 +123,12 @@ typedef struct ns_clib_cluster {
   double radius;         /* largest member distance */
   float *mac;            /* M closeness-weighted MAC values; NULL until ns_clib_set_mac */
   float *mac_weight;     /* M loss weights summing to 1; NULL until ns_clib_set_mac */
+  /* Sub-patterns for training coverage (params.strata; ns_clib_cluster_fill);
+   * n_strata 0: none, and stratum/cover are NULL. */
+  size_t n_strata;
+  int32_t *stratum;      /* size: each member's sub-pattern 0..n_strata-1 (nearest medoid), -1 = none */
+  size_t n_cover;
+  uint64_t *cover;       /* member indices of the sampled members, by sub-pattern (largest first), central first */
 } ns_clib_cluster;
 
 /* Silhouette sweep of one kind. */
@@ -137,11 +152,12 @@ typedef struct ns_clib {
 
 NS_API void ns_clib_free(ns_clib *lib);
 
-/* Steps 1-5 above for one cluster whose members are the featset rows
- * rows[0..sz): representatives, centroid, member distances, radius,
- * closeness weights (not MAC). Used by the build and by other groupings of
- * the same featset (the C2 ablation). */
-NS_API ns_status ns_clib_cluster_fill(const ns_featset *fs, const size_t *rows, size_t sz, size_t n_rep,
+/* Steps 1-5 and 7 above for one cluster whose members are the featset rows
+ * rows[0..sz): representatives (p->n_rep), centroid, member distances,
+ * radius, closeness weights (not MAC), sub-patterns (p->strata, on
+ * p->threads). Used by the build and by other groupings
+ * of the same featset (the C2 ablation). */
+NS_API ns_status ns_clib_cluster_fill(const ns_featset *fs, const size_t *rows, size_t sz, const ns_clib_params *p,
                                       ns_clib_cluster *c);
 
 /* Build from representations (job and idle rows of fs clustered apart).

@@ -92,7 +92,7 @@ ns_status ns_clib_randomize(const ns_clib *ref, const ns_featset *fs, uint64_t s
       ns_clib_cluster *cl = &lib->clusters[c];
       cl->kind = rc->kind;
       cl->label = rc->label;
-      if ((st = ns_clib_cluster_fill(fs, rows + off, rc->size, ref->params.n_rep, cl))) goto fail;
+      if ((st = ns_clib_cluster_fill(fs, rows + off, rc->size, &ref->params, cl))) goto fail;
       off += rc->size;
     }
   }

@@ -45,6 +45,8 @@
   X(cluster, clust_k_max, INT, "20", 1, 10000, "", "Largest cluster count tried by the silhouette search.") \
   X(cluster, clust_min_size, INT, "2", 1, 100000, "", "Clusters smaller than this are merged into their nearest neighbour.") \
   X(cluster, clust_representatives, INT, "10", 1, 100000, "", "Members nearest the centroid kept as training representatives (K).") \
+  X(cluster, clust_strata, INT, "16", 0, 256, "",                                                     \
+    "Sub-patterns found in each cluster (Ward HAC on up to 512 of its members) so that its model is trained on all of them (train_strata_members); 0 = none.") \
   X(cluster, match_len, DURATION, "1h", 1000, 604800000, "", "Prefix of a segment used to match it to a cluster.") \
   X(cluster, match_radius_factor, DOUBLE, "1.5", 0.1, 100, "",                                       \
     "A segment farther than factor x the cluster's largest member distance is unmatched (new pattern).") \
@@ -94,6 +96,8 @@
   X(detect, train_min_windows, INT, "512", 0, 1000000, "",                                            \
     "A cluster whose representatives give fewer training windows is given further members too, evenly spaced in distance rank.") \
   X(detect, train_max_series, INT, "200", 1, 100000, "", "Most member segments one cluster's model trains on.") \
+  X(detect, train_strata_members, INT, "2", 0, 64, "",                                                \
+    "Each sub-pattern of a cluster (clust_strata) that the members above leave with fewer training members is given its most central ones up to this many; 0 = off.") \
   /* ---- ablations and baselines (docs/ablations.md) ---- */                                      \
   X(ablation, ablation_seed, INT, "42", 0, 2147483647, "", "Seed of the C2 random grouping and of the autoencoder baseline.") \
   X(ablation, ablation_cut, DURATION, "1h", 60000, 604800000, "", "C3: length of the equal-length cuts of each node's timeline.") \

@@ -93,41 +93,76 @@ static ns_status mark_expert_anomalies(ns_store *st, const ns_segment *s, uint8_
   return NS_OK;
 }
 
+/* Loads member mi as training series r->n. */
+static ns_status load_member(ns_store *st, const ns_clib_cluster *c, const ns_clib *lib, size_t mi, rep_data *r,
+                             uint8_t *used, size_t window, size_t *windows) {
+  size_t i = r->n;
+  ns_status s = ns_store_get_segment(st, c->members[mi], &r->seg[i]);
+  if (s) return s;
+  used[mi] = 1;
+  r->n = i + 1;
+  if (r->seg[i]->M != lib->M)
+    return ns_errorf(NS_ERR_SCHEMA, "segment %lld has %zu metrics, the cluster library %zu",
+                     (long long)c->members[mi], r->seg[i]->M, lib->M);
+  if (!(r->excluded[i] = calloc(r->seg[i]->T ? r->seg[i]->T : 1, 1))) return NS_ERR_NOMEM;
+  if ((s = mark_expert_anomalies(st, r->seg[i], r->excluded[i]))) return s;
+  size_t T = r->seg[i]->T;
+  *windows += T >= window ? (T + window - 1) / window : 0;
+  r->series[i] = (ns_train_series){r->seg[i]->x, T, mi < c->n_rep ? c->rep_weight[mi] : 1.0f, (int)i, r->excluded[i]};
+  return NS_OK;
+}
+
 /* The cluster's K representatives (the paper's nearest-to-centroid members,
  * with their closeness weights), then, when they hold fewer than
  * min_windows training windows, further members spread evenly over the rest
  * of the cluster by distance to the centroid, up to max_series. Large
  * clusters are heterogeneous: members near the centroid alone leave the
  * model blind to the rest of its own cluster. Coverage members weigh 1.
- * Segment code = position in this list. `used` marks members trained on. */
+ * Then each sub-pattern of the cluster (ns_clib.h step 7) left with fewer
+ * than per_stratum members is given its most central ones: a broad cluster
+ * holds patterns that the evenly spaced members miss when the window budget
+ * stops them early. Segment code = position in this list. `used` marks
+ * members trained on. */
 static ns_status load_reps(ns_store *st, const ns_clib_cluster *c, const ns_clib *lib, size_t window,
-                           size_t min_windows, size_t max_series, rep_data *r, uint8_t *used) {
+                           size_t min_windows, size_t max_series, size_t per_stratum, rep_data *r, uint8_t *used) {
   memset(r, 0, sizeof *r);
   size_t cap = c->size < max_series ? c->size : max_series;
   if (cap < c->n_rep) cap = c->n_rep;
-  r->seg = calloc(cap ? cap : 1, sizeof *r->seg);
-  r->series = calloc(cap ? cap : 1, sizeof *r->series);
-  r->excluded = calloc(cap ? cap : 1, sizeof *r->excluded);
+  size_t total = cap + (c->n_strata ? c->n_strata * per_stratum : 0);
+  if (total > c->size) total = c->size;
+  r->seg = calloc(total ? total : 1, sizeof *r->seg);
+  r->series = calloc(total ? total : 1, sizeof *r->series);
+  r->excluded = calloc(total ? total : 1, sizeof *r->excluded);
   if (!r->seg || !r->series || !r->excluded) return NS_ERR_NOMEM;
   size_t windows = 0, rest = c->size - c->n_rep, extra_cap = cap - c->n_rep;
-  for (size_t i = 0; i < cap; i++) {
+  ns_status s = NS_OK;
+  for (size_t i = 0; i < cap && !s; i++) {
     if (i >= c->n_rep && windows >= min_windows) break;
     /* Coverage member j of up to extra_cap: evenly spaced over the rest. */
     size_t mi = i < c->n_rep ? i : c->n_rep + (size_t)((double)(i - c->n_rep) * (double)rest / (double)extra_cap);
-    ns_status s = ns_store_get_segment(st, c->members[mi], &r->seg[i]);
-    if (s) return s;
-    used[mi] = 1;
-    r->n = i + 1;
-    if (r->seg[i]->M != lib->M)
-      return ns_errorf(NS_ERR_SCHEMA, "segment %lld has %zu metrics, the cluster library %zu",
-                       (long long)c->members[mi], r->seg[i]->M, lib->M);
-    if (!(r->excluded[i] = calloc(r->seg[i]->T ? r->seg[i]->T : 1, 1))) return NS_ERR_NOMEM;
-    if ((s = mark_expert_anomalies(st, r->seg[i], r->excluded[i]))) return s;
-    size_t T = r->seg[i]->T;
-    windows += T >= window ? (T + window - 1) / window : 0;
-    r->series[i] = (ns_train_series){r->seg[i]->x, T, i < c->n_rep ? c->rep_weight[i] : 1.0f, (int)i, r->excluded[i]};
+    s = load_member(st, c, lib, mi, r, used, window, &windows);
   }
-  return NS_OK;
+  if (s || !c->n_strata || !per_stratum) return s;
+  size_t *have = calloc(c->n_strata, sizeof *have);
+  if (!have) return NS_ERR_NOMEM;
+  for (size_t m = 0; m < c->size; m++)
+    if (used[m] && c->stratum[m] >= 0) have[c->stratum[m]]++;
+  for (size_t q = 0; q < c->n_cover && !s && r->n < total; q++) {
+    size_t mi = c->cover[q];
+    if (used[mi] || have[c->stratum[mi]] >= per_stratum) continue;
+    have[c->stratum[mi]]++;
+    s = load_member(st, c, lib, mi, r, used, window, &windows);
+  }
+  free(have);
+  return s;
+}
+
+/* load_reps with the configured budget. */
+static ns_status load_training(ns_store *st, const ns_config *cfg, const ns_clib_cluster *c, const ns_clib *lib,
+                               size_t window, rep_data *r, uint8_t *used) {
+  return load_reps(st, c, lib, window, (size_t)ns_cfg_int(cfg, NS_CFG_train_min_windows),
+                   (size_t)ns_cfg_int(cfg, NS_CFG_train_max_series),
+                   (size_t)ns_cfg_int(cfg, NS_CFG_train_strata_members), r, used);
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -664,6 +699,12 @@ static ns_status append_members(ns_clib_cluster *c, const inc_bucket *b) {
     c->member_dist[c->size + i] = b->dist[i];
     if (b->dist[i] > c->radius) c->radius = b->dist[i];
   }
+  if (c->n_strata) { /* new members belong to no sub-pattern until the next full training */
+    int32_t *g = realloc(c->stratum, (c->size + b->n) * sizeof *g);
+    if (!g) return NS_ERR_NOMEM;
+    c->stratum = g;
+    for (size_t i = 0; i < b->n; i++) c->stratum[c->size + i] = -1;
+  }
   c->size += b->n;
   return NS_OK;
 }
@@ -907,8 +948,7 @@ static ns_status train_incremental(ns_store *st, const ns_config *cfg, const ns_
       uint8_t *used = calloc(lib->clusters[ci].size, 1);
       s = used ? NS_OK : NS_ERR_NOMEM;
       if (!s)
-        s = load_reps(st, &lib->clusters[ci], lib, (size_t)hp.window, (size_t)ns_cfg_int(cfg, NS_CFG_train_min_windows),
-                      (size_t)ns_cfg_int(cfg, NS_CFG_train_max_series), &r, used);
+        s = load_training(st, cfg, &lib->clusters[ci], lib, (size_t)hp.window, &r, used);
       if (!s) s = train_cluster(st, cfg, &hp, lib, ci, &r, r.n >= lib->clusters[ci].size, &models[ci], cs);
       cs->n_series = r.n;
       rep_data_free(&r);
@@ -1193,8 +1233,7 @@ static ns_status train_baseline_library(ns_store *st, const ns_config *cfg, cons
     uint8_t *used = calloc(cl->size ? cl->size : 1, 1);
     s = used ? NS_OK : NS_ERR_NOMEM;
     if (!s)
-      s = load_reps(st, cl, lib, (size_t)hp.window, (size_t)ns_cfg_int(cfg, NS_CFG_train_min_windows),
-                    (size_t)ns_cfg_int(cfg, NS_CFG_train_max_series), &r, used);
+      s = load_training(st, cfg, cl, lib, (size_t)hp.window, &r, used);
     if (!s) s = train_baseline_cluster(cfg, kind, &bo, hp.window, lib, c, &r, r.n >= cl->size, &bases[c], &window, cs);
     cs->n_series = r.n;
     rep_data_free(&r);
@@ -1307,8 +1346,7 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
     uint8_t *used = calloc(lib->clusters[c].size ? lib->clusters[c].size : 1, 1);
     s = used ? NS_OK : NS_ERR_NOMEM;
     if (!s)
-      s = load_reps(st, &lib->clusters[c], lib, (size_t)hp.window, (size_t)ns_cfg_int(cfg, NS_CFG_train_min_windows),
-                    (size_t)ns_cfg_int(cfg, NS_CFG_train_max_series), &r, used);
+      s = load_training(st, cfg, &lib->clusters[c], lib, (size_t)hp.window, &r, used);
     if (!s) s = train_cluster(st, cfg, &hp, lib, c, &r, r.n >= lib->clusters[c].size, &models[c], cs);
     cs->n_series = r.n;
     rep_data_free(&r);

@@ -58,8 +58,18 @@ static void print_library(const ns_clib *lib, bool members, size_t max_members) 
     for (size_t c = 0; c < lib->n_clusters; c++) {
       const ns_clib_cluster *cl = &lib->clusters[c];
       if ((int)cl->kind != k) continue;
-      printf("  cluster %s-%d: %zu members, radius %.3f, %zu representatives\n", kname[k], cl->label, cl->size,
+      printf("  cluster %s-%d: %zu members, radius %.3f, %zu representatives", kname[k], cl->label, cl->size,
              cl->radius, cl->n_rep);
+      if (cl->n_strata) {
+        size_t *cnt = calloc(cl->n_strata, sizeof *cnt);
+        for (size_t m = 0; cnt && m < cl->size; m++)
+          if (cl->stratum[m] >= 0) cnt[cl->stratum[m]]++;
+        printf(", %zu sub-patterns (members:", cl->n_strata);
+        for (size_t g = 0; cnt && g < cl->n_strata; g++) printf(" %zu", cnt[g]);
+        printf(")");
+        free(cnt);
+      }
+      printf("\n");
       if (!members) continue;
       size_t shown = cl->size < max_members ? cl->size : max_members;
       for (size_t r = 0; r < shown; r++) {

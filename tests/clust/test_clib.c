@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ns_clib.h"
+#include "ns_hash.h"
 
 #define NF NS_CLIB_NFEAT
 
@@ -377,7 +378,7 @@ Test(params, from_config_and_prefix) {
   // Defaults agree with the config table.
   cr_assert(p.linkage == d.linkage && p.k_min == d.k_min && p.k_max == d.k_max && p.min_size == d.min_size);
   cr_assert(p.n_rep == d.n_rep && p.match_len_ms == d.match_len_ms && p.radius_factor == d.radius_factor);
-  cr_assert(p.feat_fs == d.feat_fs && p.threads == d.threads);
+  cr_assert(p.feat_fs == d.feat_fs && p.threads == d.threads && p.strata == d.strata);
   cr_assert_eq(ns_config_set(cfg, "clust_k_min", "30"), NS_OK);
   cr_assert_eq(ns_clib_params_from_config(cfg, &p), NS_ERR_RANGE);
   ns_config_free(cfg);
@@ -388,4 +389,134 @@ Test(params, from_config_and_prefix) {
   cr_assert_eq(ns_clib_prefix_rows(s, 100 * 3600000LL), 500);
   cr_assert_eq(ns_clib_prefix_rows(s, 1000), 1);
   ns_segment_free(s);
+}
+
+/* Mean distance of row a to the rows of its true group g. */
+static double mean_to_group(const ns_featset *fs, size_t a, const size_t *grp, size_t g) {
+  double s = 0;
+  size_t k = 0, len = fs->M * NF;
+  for (size_t b = 0; b < fs->n; b++)
+    if (b != a && grp[b] == g) s += ns_clib_distance(fs->f + a * len, fs->f + b * len, fs->M), k++;
+  return k ? s / (double)k : 0;
+}
+
+Test(strata, sub_patterns_of_a_broad_cluster) {
+  size_t sizes[] = {120, 60, 30, 20}, *grp;
+  ns_seg_kind kinds[] = {NS_SEG_JOB, NS_SEG_JOB, NS_SEG_JOB, NS_SEG_JOB};
+  size_t M = 3, n = 230;
+  ns_featset *fs = make_groups(M, 4, sizes, kinds, 0.2, &grp);
+  size_t *rows = malloc(n * sizeof *rows);
+  for (size_t i = 0; i < n; i++) rows[i] = i;
+  ns_clib_params p = test_params();
+  p.strata = 4;
+  ns_clib_cluster c = {.kind = NS_SEG_JOB};
+  cr_assert_eq(ns_clib_cluster_fill(fs, rows, n, &p, &c), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(c.n_strata, 4);
+  // Every member has the sub-pattern of its true group, one per group.
+  int of_group[4] = {-1, -1, -1, -1};
+  for (size_t m = 0; m < n; m++) {
+    size_t g = grp[c.members[m] - 100];
+    cr_assert(c.stratum[m] >= 0 && c.stratum[m] < 4);
+    if (of_group[g] < 0) of_group[g] = c.stratum[m];
+    cr_assert_eq(c.stratum[m], of_group[g], "member %zu of group %zu", m, g);
+  }
+  for (size_t g = 0; g < 4; g++)
+    for (size_t h = g + 1; h < 4; h++) cr_assert_neq(of_group[g], of_group[h]);
+  // Largest sub-pattern first; each one's most central member first.
+  cr_assert_eq(c.n_cover, n - c.n_rep);
+  size_t first_of[4] = {0};
+  bool seen[4] = {false};
+  for (size_t q = 0; q < c.n_cover; q++) {
+    cr_assert(c.cover[q] >= c.n_rep && c.cover[q] < n, "cover lists members after the representatives");
+    int r = c.stratum[c.cover[q]];
+    if (q > 0) cr_assert_geq(r, c.stratum[c.cover[q - 1]], "sub-patterns come one after the other");
+    if (!seen[r]) seen[r] = true, first_of[r] = c.cover[q];
+  }
+  for (size_t g = 0; g < 4; g++) cr_assert_eq(of_group[g], (int)g, "group %zu (size %zu) ranks %d", g, sizes[g], of_group[g]);
+  for (size_t q = 0; q < c.n_cover; q++) {
+    size_t mi = c.cover[q], r = (size_t)c.stratum[mi];
+    size_t row = (size_t)(c.members[mi] - 100), row0 = (size_t)(c.members[first_of[r]] - 100);
+    // Centrality within the sampled members of the group; the true group is a close stand-in here.
+    cr_assert_leq(mean_to_group(fs, row0, grp, grp[row0]), mean_to_group(fs, row, grp, grp[row]) * 1.05);
+  }
+  ns_clib_cluster none = {.kind = NS_SEG_JOB};
+  p.strata = 0;
+  cr_assert_eq(ns_clib_cluster_fill(fs, rows, n, &p, &none), NS_OK);
+  cr_assert_eq(none.n_strata, 0);
+  cr_assert_null(none.stratum);
+  cr_assert_null(none.cover);
+  for (size_t m = 0; m < n; m++) cr_assert_eq(none.members[m], c.members[m], "sub-patterns keep the member order");
+  ns_clib_cluster small = {.kind = NS_SEG_JOB};
+  p.strata = 4;
+  cr_assert_eq(ns_clib_cluster_fill(fs, rows, 12, &p, &small), NS_OK);
+  cr_assert_eq(small.n_strata, 0, "12 members are too few for 4 sub-patterns");
+  free(c.members), free(c.member_dist), free(c.rep_weight), free(c.rep_feat), free(c.centroid), free(c.stratum),
+      free(c.cover);
+  free(none.members), free(none.member_dist), free(none.rep_weight), free(none.rep_feat), free(none.centroid);
+  free(small.members), free(small.member_dist), free(small.rep_weight), free(small.rep_feat), free(small.centroid);
+  free(rows), free(grp);
+  ns_featset_free(fs);
+}
+
+static void rechecksum(void *buf, size_t n) {
+  uint64_t h = ns_fnv1a64(buf, n - 8);
+  memcpy((unsigned char *)buf + n - 8, &h, 8);
+}
+
+Test(strata, travel_with_the_library_and_bad_ones_are_refused) {
+  size_t sizes[] = {40, 30, 12}, *grp;
+  ns_seg_kind kinds[] = {NS_SEG_JOB, NS_SEG_JOB, NS_SEG_IDLE};
+  size_t M = 3;
+  ns_featset *fs = make_groups(M, 3, sizes, kinds, 0.3, &grp);
+  char **nm = names(M);
+  ns_clib_params p = test_params();
+  p.strata = 3;
+  ns_clib *lib = NULL, *back = NULL;
+  cr_assert_eq(ns_clib_build(fs, (const char *const *)nm, &p, NULL, NULL, &lib), NS_OK, "%s", ns_err_detail());
+  size_t with = 0;
+  for (size_t c = 0; c < lib->n_clusters; c++) with += lib->clusters[c].n_strata > 0;
+  cr_assert_geq(with, 2, "the two job clusters of 30+ members have sub-patterns");
+  void *buf = NULL;
+  size_t n = 0;
+  cr_assert_eq(ns_clib_serialize(lib, &buf, &n), NS_OK);
+  cr_assert_eq(ns_clib_deserialize(buf, n, &back), NS_OK, "%s", ns_err_detail());
+  cr_assert_eq(back->params.strata, 3);
+  for (size_t c = 0; c < lib->n_clusters; c++) {
+    ns_clib_cluster *a = &lib->clusters[c], *b = &back->clusters[c];
+    cr_assert_eq(a->n_strata, b->n_strata);
+    cr_assert_eq(a->n_cover, b->n_cover);
+    if (!a->n_strata) continue;
+    cr_assert(memcmp(a->stratum, b->stratum, a->size * sizeof *a->stratum) == 0);
+    cr_assert(memcmp(a->cover, b->cover, a->n_cover * sizeof *a->cover) == 0);
+  }
+  free(buf);
+  // A format this build does not know, even with a good checksum.
+  cr_assert_eq(ns_clib_serialize(lib, &buf, &n), NS_OK);
+  uint64_t fmt = 3;
+  memcpy((unsigned char *)buf + 8, &fmt, 8);
+  rechecksum(buf, n);
+  ns_clib *bad = NULL;
+  cr_assert_eq(ns_clib_deserialize(buf, n, &bad), NS_ERR_VERSION);
+  cr_assert(strstr(ns_err_detail(), "format 3"), "%s", ns_err_detail());
+  free(buf);
+  // Sub-pattern numbers and cover indices out of range are refused.
+  ns_clib_cluster *cl = &lib->clusters[0];
+  cr_assert_gt(cl->n_strata, 0);
+  int32_t keep = cl->stratum[1];
+  cl->stratum[1] = (int32_t)cl->n_strata;
+  cr_assert_eq(ns_clib_serialize(lib, &buf, &n), NS_OK);
+  cr_assert_eq(ns_clib_deserialize(buf, n, &bad), NS_ERR_CORRUPT);
+  free(buf);
+  cl->stratum[1] = keep;
+  uint64_t kc = cl->cover[0];
+  cl->cover[0] = cl->size;
+  cr_assert_eq(ns_clib_serialize(lib, &buf, &n), NS_OK);
+  cr_assert_eq(ns_clib_deserialize(buf, n, &bad), NS_ERR_CORRUPT);
+  cr_assert_null(bad);
+  free(buf);
+  cl->cover[0] = kc;
+  ns_clib_free(lib), ns_clib_free(back);
+  free_names(nm, M);
+  free(grp);
+  ns_featset_free(fs);
 }

@@ -290,3 +290,52 @@ Test(pipeline, ablation_variants_train_and_score) {
   free(li);
   ns_segment_free(probe);
 }
+
+static void set(const char *kv) {
+  cr_assert_eq(ns_config_apply_args(cfg, 1, (char *const *)&kv), NS_OK, "%s: %s", kv, ns_err_detail());
+}
+
+/* Broad clusters (k held at 2, 16 segments of varied amplitude and phase
+ * each) and a window budget the representatives already meet: only the
+ * sub-pattern step adds members, at most train_strata_members per
+ * sub-pattern, and none when it is 0. */
+Test(pipeline, sub_patterns_get_training_members) {
+  for (int j = 0; j < 24; j++) {
+    ns_segment *s = make_segment(j % 2, 20 + j % 6, 200 + j, (unsigned)(977 * j + 5), -1);
+    int64_t id;
+    cr_assert_eq(ns_store_put_segment(store, s, "train", &id), NS_OK, "%s", ns_err_detail());
+    ns_segment_free(s);
+  }
+  set("clust_k_max=2");
+  set("clust_representatives=2");
+  set("clust_strata=3");
+  set("train_min_windows=0");
+  set("train_robust_rounds=1");
+  set("model_epochs=2");
+  ns_train_summary on = train(NS_VARIANT_FULL);
+  cr_assert_eq(on.n_clusters, 2);
+  size_t added = 0;
+  for (size_t c = 0; c < on.n_clusters; c++) {
+    cr_assert_eq(on.clusters[c].size, 16);
+    cr_assert_geq(on.clusters[c].n_series, 2);
+    cr_assert_leq(on.clusters[c].n_series, 2 + 3 * 2, "cluster %zu: %zu series", c, on.clusters[c].n_series);
+    added += on.clusters[c].n_series - 2;
+  }
+  cr_assert_geq(added, 4, "sub-patterns of both clusters get members (added %zu)", added);
+  ns_train_summary_clear(&on);
+  set("train_strata_members=0");
+  ns_train_summary off = train(NS_VARIANT_FULL);
+  for (size_t c = 0; c < off.n_clusters; c++) cr_assert_eq(off.clusters[c].n_series, 2);
+  ns_train_summary_clear(&off);
+  /* The sub-patterns travel with the library: incremental training of the
+   * active one (format 2) loads them back and still trains. */
+  set("train_strata_members=2");
+  ns_segment *s = make_segment(0, 30, 400, 31337, -1);
+  int64_t id;
+  cr_assert_eq(ns_store_put_segment(store, s, "train", &id), NS_OK, "%s", ns_err_detail());
+  ns_segment_free(s);
+  ns_train_plan plan = {.cluster = "lab", .split = "train", .activate = true, .incremental = true};
+  ns_train_summary inc;
+  cr_assert_eq(ns_pipeline_train(store, cfg, &plan, &inc), NS_OK, "%s", ns_err_detail());
+  ns_train_summary_clear(&inc);
+}
