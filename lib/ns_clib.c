@@ -434,7 +434,9 @@ ns_status ns_clib_cluster_fill(const ns_featset *fs, const size_t *rows, size_t 
     }
   }
   affine_weights(dv, c->n_rep, c->rep_weight);
-  st = cover_groups(fs, rows, di, p->strata, p->threads, c);
+  /* Sub-patterns are workloads; an idle window has none (its variety is the
+   * tail of whatever ran before), and covering it only tightened thresholds. */
+  st = cover_groups(fs, rows, di, c->kind == NS_SEG_JOB ? p->strata : 0, p->threads, c);
 done:
   free(tmp), free(c0), free(di), free(rep_rows), free(dv);
   return st;
