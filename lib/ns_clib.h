@@ -25,7 +25,7 @@
  *      representatives' whole preprocessed series; loss weight
  *      W_m = 1 - 0.9 (mac_m - min) / (max - min), normalised to sum 1 (stable
  *      metrics weigh most; the most volatile keeps 0.1/1 of the top weight).
- *   7. sub-patterns (strata >= 2, clusters of more than 2 x strata members):
+ *   7. sub-patterns (strata >= 2; job clusters of more than 2 x strata members):
  *      up to 512 members after the representatives, evenly spaced in rank,
  *      split by Ward HAC into `strata` groups; groups holding at least
  *      max(2, sample / (4 strata)) of them count (smaller ones are outliers).

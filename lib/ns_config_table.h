@@ -46,7 +46,7 @@
   X(cluster, clust_min_size, INT, "2", 1, 100000, "", "Clusters smaller than this are merged into their nearest neighbour.") \
   X(cluster, clust_representatives, INT, "10", 1, 100000, "", "Members nearest the centroid kept as training representatives (K).") \
   X(cluster, clust_strata, INT, "16", 0, 256, "",                                                     \
-    "Sub-patterns found in each cluster (Ward HAC on up to 512 of its members) so that its model is trained on all of them (train_strata_members); 0 = none.") \
+    "Sub-patterns found in each job cluster (Ward HAC on up to 512 of its members) so that its model is trained on all of them (train_strata_members); 0 = none.") \
   X(cluster, match_len, DURATION, "1h", 1000, 604800000, "", "Prefix of a segment used to match it to a cluster.") \
   X(cluster, match_radius_factor, DOUBLE, "1.5", 0.1, 100, "",                                       \
     "A segment farther than factor x the cluster's largest member distance is unmatched (new pattern).") \
