@@ -74,7 +74,7 @@ typedef struct ns_clib_params {
   double radius_factor;
   double feat_fs;        /* Hz passed to the features; 0 = 1/interval */
   int threads;           /* 0 = online CPUs */
-  size_t strata;         /* sub-patterns per cluster for training coverage (ns_clib_cluster_fill); 0 = none */
+  size_t strata;         /* sub-patterns per job cluster for training coverage (ns_clib_cluster_fill); 0 = none */
   bool one_pool;         /* cluster every segment together, whatever its kind (C1); not saved */
 } ns_clib_params;
 

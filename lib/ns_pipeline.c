@@ -128,7 +128,7 @@ static ns_status load_reps(ns_store *st, const ns_clib_cluster *c, const ns_clib
   memset(r, 0, sizeof *r);
   size_t cap = c->size < max_series ? c->size : max_series;
   if (cap < c->n_rep) cap = c->n_rep;
-  size_t total = cap + (c->n_strata ? c->n_strata * per_stratum : 0);
+  size_t total = cap + c->n_strata * per_stratum;
   if (total > c->size) total = c->size;
   r->seg = calloc(total ? total : 1, sizeof *r->seg);
   r->series = calloc(total ? total : 1, sizeof *r->series);
