@@ -25,6 +25,6 @@ echo "== synth"; t "$N" --db "$DB" synth --nodes 1294 --days 7 --interval "$IV" 
   --anomaly-ratio 0.005 --train-frac 0.7 --format db --cluster d1 | tee "$W/d1.synth"
 until=$(sed -n 's/.*training period ends \([^ ]*\).*/\1/p' "$W/d1.synth")
 echo "== prep"; t "$N" --db "$DB" "${G[@]}" prep --fit --cluster d1 --train-until "$until" | tail -4
-echo "== train"; t "$N" --db "$DB" "${G[@]}" train --cluster d1 --notes "D1 scale" | sed -n 1,3p
-[ "${NS_SKIP_EVAL:-0}" = 1 ] || { echo "== eval"; t "$N" --db "$DB" "${G[@]}" eval --cluster d1 | sed -n '1,3p'; }
+echo "== train"; t "$N" --db "$DB" "${G[@]}" train --cluster d1 --notes "D1 scale" | sed -n '1,3p; /^  -> /p'
+[ "${NS_SKIP_EVAL:-0}" = 1 ] || { echo "== eval"; t "$N" --db "$DB" "${G[@]}" eval --cluster d1 | sed -n '1,3p; /^  -> /p'; }
 du -sh "$W"/d1.db

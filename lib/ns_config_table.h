@@ -93,6 +93,8 @@
     "With train_calib_robust: calibration also leaves out stretches (>= detect_level_min_duration) above this multiple of their own segment's median score; 0 = off.") \
   X(detect, train_calib_peer_relative, DOUBLE, "3", 0, 1e6, "",                                       \
     "With train_calib_robust and train_robust_peers: calibration also leaves out stretches (>= detect_level_min_duration) above this multiple of their peers' score at the same times; 0 = off.") \
+  X(detect, train_calib_members, INT, "32", 1, 100000, "",                                           \
+    "Most held-out member segments (not trained on, spread over the cluster) whose scores calibrate a cluster's thresholds.") \
   X(detect, train_min_windows, INT, "512", 0, 1000000, "",                                            \
     "A cluster whose representatives give fewer training windows is given further members too, evenly spaced in distance rank.") \
   X(detect, train_max_series, INT, "200", 1, 100000, "", "Most member segments one cluster's model trains on.") \

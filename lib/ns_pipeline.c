@@ -194,6 +194,10 @@ static ns_calib_rule calib_rule(const ns_config *cfg) {
   return r;
 }
 
+/* Held-out members whose scores set a cluster's thresholds (more members
+ * were measured and not made the default: docs/detection.md). */
+static size_t calib_members(const ns_config *cfg) { return (size_t)ns_cfg_int(cfg, NS_CFG_train_calib_members); }
+
 /* Clusters of short jobs: the window shrinks to the median training series
  * (at least 8 points) so that most of them give windows, rather than train
  * on the few long ones (or leave the cluster without a model). */
@@ -952,7 +956,8 @@ static ns_status train_incremental(ns_store *st, const ns_config *cfg, const ns_
       if (!s) s = train_cluster(st, cfg, &hp, lib, ci, &r, r.n >= lib->clusters[ci].size, &models[ci], cs);
       cs->n_series = r.n;
       rep_data_free(&r);
-      if (!s) s = calibrate(st, cfg, &lib->clusters[ci], lib, models[ci], used, 32, &cs->calibration_segments, &cs->calibration_trimmed);
+      if (!s) s = calibrate(st, cfg, &lib->clusters[ci], lib, models[ci], used, calib_members(cfg), &cs->calibration_segments,
+                                 &cs->calibration_trimmed);
       free(used);
       if (s) goto done;
     }
@@ -1018,7 +1023,7 @@ done:
  * instead of a Transformer. It is trained once (no robust rounds: those
  * refine the Transformer's windows) on the rows of exactly the windows
  * train_cluster() would train on, and calibrated on the same held-out data:
- * every fifth window when all members were trained on, then up to 32 unused
+ * every fifth window when all members were trained on, then up to train_calib_members unused
  * members picked as calibrate() picks them, with the same trimming. */
 
 /* Per-point scores of b over the rows of s[0..n) whose role has bit `bit`
@@ -1238,7 +1243,7 @@ static ns_status train_baseline_library(ns_store *st, const ns_config *cfg, cons
     cs->n_series = r.n;
     rep_data_free(&r);
     if (!s)
-      s = calibrate_baseline(st, cl, lib, bases[c], used, 32, window, &trim, &cs->calibration_segments,
+      s = calibrate_baseline(st, cl, lib, bases[c], used, calib_members(cfg), window, &trim, &cs->calibration_segments,
                              &cs->calibration_trimmed);
     free(used);
     if (!s && cs->calibration_segments) {
@@ -1350,7 +1355,8 @@ ns_status ns_pipeline_train(ns_store *st, const ns_config *cfg, const ns_train_p
     if (!s) s = train_cluster(st, cfg, &hp, lib, c, &r, r.n >= lib->clusters[c].size, &models[c], cs);
     cs->n_series = r.n;
     rep_data_free(&r);
-    if (!s) s = calibrate(st, cfg, &lib->clusters[c], lib, models[c], used, 32, &cs->calibration_segments, &cs->calibration_trimmed);
+    if (!s) s = calibrate(st, cfg, &lib->clusters[c], lib, models[c], used, calib_members(cfg), &cs->calibration_segments,
+                                 &cs->calibration_trimmed);
     free(used);
     if (!s && cs->calibration_segments) {
       const ns_score_stats *ss = ns_model_score_stats(models[c]);

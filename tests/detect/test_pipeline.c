@@ -295,11 +295,9 @@ static void set(const char *kv) {
   cr_assert_eq(ns_config_apply_args(cfg, 1, (char *const *)&kv), NS_OK, "%s: %s", kv, ns_err_detail());
 }
 
-/* Broad clusters (k held at 2, 16 segments of varied amplitude and phase
- * each) and a window budget the representatives already meet: only the
- * sub-pattern step adds members, at most train_strata_members per
- * sub-pattern, and none when it is 0. */
-Test(pipeline, sub_patterns_get_training_members) {
+/* 24 more segments: two clusters of 16 members, of which the quick
+ * training settings below train on 2 each. */
+static void broad_clusters(void) {
   for (int j = 0; j < 24; j++) {
     ns_segment *s = make_segment(j % 2, 20 + j % 6, 200 + j, (unsigned)(977 * j + 5), -1);
     int64_t id;
@@ -308,10 +306,18 @@ Test(pipeline, sub_patterns_get_training_members) {
   }
   set("clust_k_max=2");
   set("clust_representatives=2");
-  set("clust_strata=3");
   set("train_min_windows=0");
   set("train_robust_rounds=1");
   set("model_epochs=2");
+}
+
+/* Broad clusters (k held at 2, 16 segments of varied amplitude and phase
+ * each) and a window budget the representatives already meet: only the
+ * sub-pattern step adds members, at most train_strata_members per
+ * sub-pattern, and none when it is 0. */
+Test(pipeline, sub_patterns_get_training_members) {
+  broad_clusters();
+  set("clust_strata=3");
   ns_train_summary on = train(NS_VARIANT_FULL);
   cr_assert_eq(on.n_clusters, 2);
   size_t added = 0;
@@ -338,4 +344,26 @@ Test(pipeline, sub_patterns_get_training_members) {
   ns_train_summary inc;
   cr_assert_eq(ns_pipeline_train(store, cfg, &plan, &inc), NS_OK, "%s", ns_err_detail());
   ns_train_summary_clear(&inc);
+}
+
+/* Thresholds are calibrated on at most train_calib_members held-out members,
+ * and on all of them when the cluster has fewer; 0 is refused. */
+Test(pipeline, calibration_member_count_follows_the_config) {
+  broad_clusters();
+  set("train_strata_members=0");
+  const char *bad = "train_calib_members=0";
+  cr_assert_eq(ns_config_apply_args(cfg, 1, (char *const *)&bad), NS_ERR_RANGE);
+  size_t want[] = {3, 14};
+  const char *kv[] = {"train_calib_members=3", "train_calib_members=100"};
+  for (int k = 0; k < 2; k++) {
+    set(kv[k]);
+    ns_train_summary sum = train(NS_VARIANT_FULL);
+    cr_assert_eq(sum.n_clusters, 2);
+    for (size_t c = 0; c < sum.n_clusters; c++) {
+      cr_assert_eq(sum.clusters[c].n_series, 2);
+      cr_assert_eq(sum.clusters[c].calibration_segments, want[k], "%s: cluster %zu calibrated on %zu", kv[k], c,
+                   sum.clusters[c].calibration_segments);
+    }
+    ns_train_summary_clear(&sum);
+  }
 }
