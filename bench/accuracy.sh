@@ -10,6 +10,8 @@
 # (the set stays the same) and print each variant's mean, min and max F1.
 # NS_SYNTH_APPS=N: jobs come from N applications (nsentry synth --apps N)
 # instead of the five archetypes as they are (default 0).
+# NS_ABLATION_OPTS="--set K=V ...": global options added to every ablation run
+# (e.g. the paper's method: --set train_robust=no --set train_calib_robust=no).
 set -euo pipefail
 N=$1
 W=$2
@@ -47,7 +49,7 @@ if [ "$what" = ablation ] || [ "$what" = all ]; then
       [ $v = c3 ] && e="--split test-c3"
       label="ablation-$v"
       [ "$seeds" = 42 ] || label="ablation-$v-s$ms"
-      evaluate "$W/d2.db" "$label" "--set model_seed=$ms" "--variant $v" "$e" | tee "$W/$label.out"
+      evaluate "$W/d2.db" "$label" "--set model_seed=$ms ${NS_ABLATION_OPTS:-}" "--variant $v" "$e" | tee "$W/$label.out"
       echo "$v $(sed -n 's/.* F1 \([0-9.]*\) .*/\1/p' "$W/$label.out" | head -1)" >> "$W/ablation.f1"
     done
   done
