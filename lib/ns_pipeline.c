@@ -198,9 +198,11 @@ static ns_calib_rule calib_rule(const ns_config *cfg) {
  * were measured and not made the default: docs/detection.md). */
 static size_t calib_members(const ns_config *cfg) { return (size_t)ns_cfg_int(cfg, NS_CFG_train_calib_members); }
 
-/* Clusters of short jobs: the window shrinks to the median training series
- * (at least 8 points) so that most of them give windows, rather than train
- * on the few long ones (or leave the cluster without a model). */
+/* Clusters of short jobs (median training series shorter than the window):
+ * the window shrinks to the shortest series of at least 8 points, so that
+ * every one of them gives windows. Shrinking to the median left the shorter
+ * half untrained, and in a cluster of short jobs the shortest are often one
+ * whole kind of job, which was then flagged from start to end. */
 static ns_status cluster_window(const rep_data *r, int window, int *out) {
   *out = window;
   if (r->n == 0) return NS_OK;
@@ -213,9 +215,14 @@ static ns_status cluster_window(const rep_data *r, int window, int *out) {
       len[j] = len[j - 1];
       len[j - 1] = t;
     }
-  size_t median = len[r->n / 2];
+  size_t median = len[r->n / 2], shortest = median;
+  for (size_t i = 0; i < r->n; i++)
+    if (len[i] >= 8) {
+      shortest = len[i];
+      break;
+    }
   free(len);
-  if (median < (size_t)window) *out = median >= 8 ? (int)median : 8;
+  if (median < (size_t)window) *out = shortest >= 8 ? (int)shortest : 8;
   return NS_OK;
 }
 
@@ -283,6 +290,7 @@ static ns_status train_cluster(ns_store *st, const ns_config *cfg, const ns_mode
   ns_peer_cache *pc = NULL;
   if ((s = ns_train_list_windows(r->series, r->n, hp.window, &w, &nw))) return s;
   sum->windows_total = nw;
+  sum->window = hp.window;
   if (!(keep = malloc((nw ? nw : 1) * sizeof *keep))) {
     free(w);
     return NS_ERR_NOMEM;
@@ -758,6 +766,7 @@ static ns_status finetune_cluster(ns_store *st, const ns_config *cfg, const ns_c
     else keep[nkeep++] = i;
   }
   cs->windows_total = nw;
+  cs->window = window;
   if (!s && nkeep == 0) s = ns_errorf(NS_ERR_TOO_SHORT, "no window of %d points to fine-tune on", window);
   if (!s) s = ns_model_clone(base, &m);
   if (!s) {
@@ -1097,6 +1106,7 @@ static ns_status train_baseline_cluster(const ns_config *cfg, ns_baseline_kind k
     if (!(role[i] = calloc(r->series[i].T ? r->series[i].T : 1, 1))) s = NS_ERR_NOMEM;
   if (s) goto done;
   sum->windows_total = nw;
+  sum->window = window;
   for (size_t i = 0; i < nw; i++) {
     const uint8_t *ex = r->excluded[w[i].series];
     bool bad = false;

@@ -51,6 +51,7 @@ typedef struct ns_train_cluster_summary {
   ns_seg_kind kind;
   size_t size, n_rep, n_series; /* members, representatives, segments trained on */
   size_t windows_total, windows_used, windows_labelled; /* labelled: excluded as anomalous */
+  int window;                   /* points per window: model_window, or less for a cluster of short jobs */
   int rounds;
   double train_loss, score_mean, score_q99; /* threshold statistics (calibration set if any) */
   size_t calibration_segments;  /* held-out members the thresholds were taken from */

@@ -97,14 +97,14 @@ int cmd_train(int argc, char **argv, ns_config *cfg) {
   if (sum.n_c3_test_cuts)
     printf("C3: the test period is cut the same way: %zu pieces in split 'test-c3' (score them with "
            "`nsentry eval --split test-c3`)\n", sum.n_c3_test_cuts);
-  printf("%-10s %6s %5s %8s %8s %8s %6s %10s %5s %7s %10s %10s\n", "cluster", "size", "train", "windows", "used",
+  printf("%-10s %6s %5s %6s %8s %8s %8s %6s %10s %5s %7s %10s %10s\n", "cluster", "size", "train", "window", "windows", "used",
          "labelled", "rounds", "loss", "calib", "trimmed", "score-mean", "score-q99");
   for (size_t i = 0; i < sum.n_clusters; i++) {
     const ns_train_cluster_summary *cs = &sum.clusters[i];
     char name[32];
     snprintf(name, sizeof name, "%s-%d", cs->kind == NS_SEG_JOB ? "job" : "idle", cs->label);
-    printf("%-10s %6zu %5zu %8zu %8zu %8zu %6d %10.4g %5zu %7zu %10.4g %10.4g\n", name, cs->size, cs->n_series,
-           cs->windows_total, cs->windows_used, cs->windows_labelled, cs->rounds, cs->train_loss,
+    printf("%-10s %6zu %5zu %6d %8zu %8zu %8zu %6d %10.4g %5zu %7zu %10.4g %10.4g\n", name, cs->size, cs->n_series,
+           cs->window, cs->windows_total, cs->windows_used, cs->windows_labelled, cs->rounds, cs->train_loss,
            cs->calibration_segments ? cs->calibration_segments : cs->calibration_windows, cs->calibration_trimmed,
            cs->score_mean, cs->score_q99);
   }

@@ -20,10 +20,11 @@
 
 static char *names[NM] = {"cpu_user", "cpu_sys", "mem_used", "net_rx", "net_tx", "io_wait"};
 
-/* Pattern 0: slow sines; pattern 1: square waves. Small per-node noise. */
-static ns_segment *make_segment(int pattern, int node, int job, unsigned seed, int spike_at) {
+/* Pattern 0: slow sines; pattern 1: square waves. Small per-node noise.
+ * T points (make_segment: NT). */
+static ns_segment *make_segment_len(int T, int pattern, int node, int job, unsigned seed, int spike_at) {
   ns_segment *s = NULL;
-  cr_assert_eq(ns_segment_create(NT, NM, &s), NS_OK);
+  cr_assert_eq(ns_segment_create((size_t)T, NM, &s), NS_OK);
   cr_assert_eq(ns_segment_set_metrics(s, names), NS_OK);
   char nd[16], jb[16];
   snprintf(nd, sizeof nd, "cn%02d", node);
@@ -33,7 +34,7 @@ static ns_segment *make_segment(int pattern, int node, int job, unsigned seed, i
   /* Each segment its own amplitude and phase, so clusters have a spread. */
   double amp = 0.8 + 0.4 * ((double)rand() / RAND_MAX);
   int phase = rand() % 24;
-  for (int t = 0; t < NT; t++)
+  for (int t = 0; t < T; t++)
     for (int m = 0; m < NM; m++) {
       double noise = 0.05 * ((double)rand() / RAND_MAX - 0.5);
       int u = t + phase;
@@ -43,6 +44,10 @@ static ns_segment *make_segment(int pattern, int node, int job, unsigned seed, i
   if (spike_at >= 0)
     for (int t = spike_at; t < spike_at + 12; t++) s->x[t * NM + 2] = 4.5f;
   return s;
+}
+
+static ns_segment *make_segment(int pattern, int node, int job, unsigned seed, int spike_at) {
+  return make_segment_len(NT, pattern, node, job, seed, spike_at);
 }
 
 static ns_store *store;
@@ -366,4 +371,38 @@ Test(pipeline, calibration_member_count_follows_the_config) {
     }
     ns_train_summary_clear(&sum);
   }
+}
+
+/* A cluster of short jobs (median series shorter than model_window) trains
+ * on windows as long as its shortest series, so every member gives one: a
+ * median window left the shorter half untrained, and that half can be one
+ * whole kind of job (flagged from start to end afterwards). */
+Test(pipeline, short_job_clusters_train_every_member) {
+  int job = 600;
+  for (int p = 0; p < 2; p++)
+    for (int k = 0; k < 7; k++) {
+      ns_segment *s = make_segment_len(k < 3 ? 24 : 48, p, 10 + k, job, (unsigned)(31 * job), -1);
+      int64_t id;
+      cr_assert_eq(ns_store_put_segment(store, s, "train", &id), NS_OK, "%s", ns_err_detail());
+      ns_segment_free(s);
+      job++;
+    }
+  set("model_window=256");
+  set("clust_k_max=2");
+  set("train_robust_rounds=1");
+  set("model_epochs=2");
+  ns_train_summary sum = train(NS_VARIANT_FULL);
+  bool shortest = false;
+  for (size_t c = 0; c < sum.n_clusters; c++) {
+    const ns_train_cluster_summary *cs = &sum.clusters[c];
+    cr_assert_eq(cs->n_series, cs->size, "cluster %zu: every member is trained on", c);
+    /* Whatever the clustering (by pattern, or long apart from short),
+     * each cluster's window is its shortest member: 24 or 160, never the
+     * median 48. */
+    cr_assert(cs->window == 24 || cs->window == NT, "cluster %zu: window %d", c, cs->window);
+    shortest |= cs->window == 24;
+    cr_assert_geq(cs->windows_total, cs->n_series, "cluster %zu", c);
+  }
+  cr_assert(shortest, "the clusters holding the 24-point jobs train on 24-point windows");
+  ns_train_summary_clear(&sum);
 }
