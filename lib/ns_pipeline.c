@@ -215,14 +215,14 @@ static ns_status cluster_window(const rep_data *r, int window, int *out) {
       len[j] = len[j - 1];
       len[j - 1] = t;
     }
-  size_t median = len[r->n / 2], shortest = median;
+  size_t median = len[r->n / 2], shortest = 8;
   for (size_t i = 0; i < r->n; i++)
     if (len[i] >= 8) {
       shortest = len[i];
       break;
     }
   free(len);
-  if (median < (size_t)window) *out = shortest >= 8 ? (int)shortest : 8;
+  if (median < (size_t)window) *out = (int)shortest;
   return NS_OK;
 }
 
