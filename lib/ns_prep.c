@@ -322,6 +322,43 @@ bool ns_prep_node_param(const ns_prep_params *p, const char *node, size_t k, dou
   return true;
 }
 
+static int cmp_narrow(const void *a, const void *b) {
+  const ns_prep_narrow *x = a, *y = b;
+  if (x->ratio != y->ratio) return x->ratio < y->ratio ? -1 : 1;
+  int c = strcmp(x->node, y->node);
+  return c ? c : strcmp(x->metric, y->metric);
+}
+
+ns_status ns_prep_narrow_scales(const ns_prep_params *p, double frac, ns_prep_narrow **out, size_t *n) {
+  if (out) *out = NULL;
+  if (n) *n = 0;
+  if (!p || !out || !n) return ns_errorf(NS_ERR_INVAL, "ns_prep_narrow_scales: NULL argument");
+  if (!(frac > 0 && frac <= 1)) return ns_errorf(NS_ERR_RANGE, "narrow-scale fraction %g outside (0, 1]", frac);
+  size_t cnt = 0, cap = 0;
+  ns_prep_narrow *v = NULL;
+  for (size_t i = 0; i < p->n_nodes; i++) {
+    const node_par *np = &p->nodes[i];
+    for (size_t k = 0; k < p->n_out; k++) {
+      if (np->flags[k] || p->pool_flags[k] || !(p->pool_sigma[k] > 0)) continue;
+      double ratio = np->sigma[k] / p->pool_sigma[k];
+      if (!(ratio < frac)) continue;
+      if (cnt == cap) {
+        size_t nc = cap ? 2 * cap : 16;
+        ns_prep_narrow *nv = realloc(v, nc * sizeof *nv);
+        if (!nv) {
+          free(v);
+          return ns_errorf(NS_ERR_NOMEM, "narrow scales: %zu pairs", nc);
+        }
+        v = nv, cap = nc;
+      }
+      v[cnt++] = (ns_prep_narrow){np->node, p->out_names[k], ratio};
+    }
+  }
+  if (cnt) qsort(v, cnt, sizeof *v, cmp_narrow);
+  *out = v, *n = cnt;
+  return NS_OK;
+}
+
 /* -------------------------------------------------------- the core transform */
 
 /* Which raw columns feed which produced column. */

@@ -100,6 +100,17 @@ NS_API size_t ns_prep_n_nodes(const ns_prep_params *p);
 NS_API bool ns_prep_node_param(const ns_prep_params *p, const char *node, size_t k, double *mean, double *sigma,
                                bool *zero_var);
 NS_API const ns_prep_opts *ns_prep_params_opts(const ns_prep_params *p);
+/* (node, output metric) pairs whose own training scale is below frac x the
+ * pooled scale, narrowest first (node and metric point into p). The node
+ * rarely ran the jobs that move the metric, so the trim took them out of its
+ * sigma, and those jobs then sit far out on that node: its alarms on the
+ * metric are less certain. Pairs on pooled or zero-variance parameters are
+ * not listed. frac in (0, 1]. *out NULL when none; free() it. */
+typedef struct ns_prep_narrow {
+  const char *node, *metric;
+  double ratio; /* node sigma / pooled sigma */
+} ns_prep_narrow;
+NS_API ns_status ns_prep_narrow_scales(const ns_prep_params *p, double frac, ns_prep_narrow **out, size_t *n);
 
 /* ---- persistence (versioned binary; see docs/preprocessing.md) ---- */
 NS_API ns_status ns_prep_save(const ns_prep_params *p, void **data, size_t *n);

@@ -290,26 +290,41 @@ Test(standardise, trimmed_mean_sigma_and_clip) {
   ns_mts_free(m);
 }
 
-Test(standardise, zero_variance_and_unknown_node) {
-  const char *names[] = {"c", "v"};
-  ns_prep_opts o = opts();
-  o.trim = 0;
+/* Params fitted on nodes n1..n<nodes>, T rows each, row(n, t, out) giving
+ * node n's values at t. */
+typedef void row_fn(int n, int t, double *out);
+static ns_prep_params *fit_nodes(const ns_prep_opts *o, int nodes, size_t M, const char *const *names, int T,
+                                 row_fn *row) {
   ns_prep_fit *f = NULL;
-  cr_assert_eq(ns_prep_fit_begin(&o, &f), NS_OK);
-  /* n1: c constant 7; n2: c alternates 0/2 (sigma 1) */
-  for (int n = 1; n <= 2; n++) {
+  cr_assert_eq(ns_prep_fit_begin(o, &f), NS_OK);
+  for (int n = 1; n <= nodes; n++) {
     char node[8];
     snprintf(node, sizeof node, "n%d", n);
-    ns_mts *m = mk(node, 2, names);
-    for (int t = 0; t < 50; t++) {
-      double row[2] = {n == 1 ? 7.0 : 2.0 * (t % 2), n * 10.0 + (t % 5)};
-      add(m, (int64_t)t * I, row);
+    ns_mts *m = mk(node, M, names);
+    double r[8];
+    for (int t = 0; t < T; t++) {
+      row(n, t, r);
+      add(m, (int64_t)t * I, r);
     }
     cr_assert_eq(ns_prep_fit_add(f, m, NULL), NS_OK);
     ns_mts_free(m);
   }
   ns_prep_params *p = NULL;
-  cr_assert_eq(ns_prep_fit_end(f, &p), NS_OK);
+  cr_assert_eq(ns_prep_fit_end(f, &p), NS_OK, "%s", ns_err_detail());
+  return p;
+}
+
+/* n1: c constant 7; n2: c alternates 0/2 (sigma 1) */
+static void zero_var_row(int n, int t, double *r) {
+  r[0] = n == 1 ? 7.0 : 2.0 * (t % 2);
+  r[1] = n * 10.0 + (t % 5);
+}
+
+Test(standardise, zero_variance_and_unknown_node) {
+  const char *names[] = {"c", "v"};
+  ns_prep_opts o = opts();
+  o.trim = 0;
+  ns_prep_params *p = fit_nodes(&o, 2, 2, names, 50, zero_var_row);
   double mean, sigma;
   bool zero;
   cr_assert(ns_prep_node_param(p, "n1", 0, &mean, &sigma, &zero));
@@ -339,6 +354,53 @@ Test(standardise, zero_variance_and_unknown_node) {
   cr_assert_float_eq(out->x[0], (7.0 - 4.0) / sqrt(9.5), 1e-9);
   ns_mts_free(out);
   ns_mts_free(m);
+  ns_prep_params_free(p);
+}
+
+/* A node that rarely ran the jobs moving a metric: the trim takes those
+ * bursts out of its sigma, so its scale is narrow against the pooled one. */
+/* n1, n2: bursts 40 % of the time; n3: 2 % (inside the trim). */
+static void burst_row(int n, int t, double *r) {
+  bool on = n < 3 ? t % 10 < 4 : t % 50 == 0;
+  r[0] = on ? 100.0 + t % 3 : (double)(t % 5);
+  r[1] = n == 3 ? 5.0 : (double)(t % 4);
+  r[2] = (double)((t * 7) % 11);
+}
+
+Test(standardise, narrow_scales_name_rare_job_nodes) {
+  const char *names[] = {"burst", "const", "noise"};
+  ns_prep_opts o = opts(); /* trim 5 % */
+  o.corr_threshold = 1.0;
+  ns_prep_params *p = fit_nodes(&o, 3, 3, names, 200, burst_row);
+  cr_assert_eq(ns_prep_n_outputs(p), 3);
+  ns_prep_narrow *v = NULL;
+  size_t n = 99;
+  cr_assert_eq(ns_prep_narrow_scales(p, 0.25, &v, &n), NS_OK);
+  cr_assert_eq(n, 1, "only n3's burst metric is narrow, got %zu", n);
+  cr_assert_str_eq(v[0].node, "n3");
+  cr_assert_str_eq(v[0].metric, "burst");
+  double mean, s3, s1, sp;
+  bool zero;
+  ns_prep_node_param(p, "n3", 0, &mean, &s3, &zero);
+  ns_prep_node_param(p, "n1", 0, &mean, &s1, &zero);
+  ns_prep_node_param(p, NULL, 0, &mean, &sp, &zero);
+  cr_assert_float_eq(v[0].ratio, s3 / sp, 1e-12);
+  cr_assert(v[0].ratio < 0.1 && s1 / sp > 0.25, "n3 %g, n1 %g of pooled", v[0].ratio, s1 / sp);
+  free(v);
+  /* Everything under a fraction of 1 that is narrower than pooled, narrowest first. */
+  cr_assert_eq(ns_prep_narrow_scales(p, 1.0, &v, &n), NS_OK);
+  cr_assert_geq(n, 1);
+  for (size_t i = 1; i < n; i++) cr_assert_leq(v[i - 1].ratio, v[i].ratio);
+  free(v);
+  /* Bad arguments name the problem and leave the outputs empty. */
+  v = (ns_prep_narrow *)&n;
+  cr_assert_eq(ns_prep_narrow_scales(p, 0, &v, &n), NS_ERR_RANGE);
+  cr_assert_null(v);
+  cr_assert_eq(n, 0);
+  cr_assert(strstr(ns_err_detail(), "outside (0, 1]"));
+  cr_assert_eq(ns_prep_narrow_scales(p, 1.5, &v, &n), NS_ERR_RANGE);
+  cr_assert_eq(ns_prep_narrow_scales(p, NAN, &v, &n), NS_ERR_RANGE);
+  cr_assert_eq(ns_prep_narrow_scales(NULL, 0.25, &v, &n), NS_ERR_INVAL);
   ns_prep_params_free(p);
 }
 
