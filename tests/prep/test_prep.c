@@ -295,13 +295,14 @@ Test(standardise, trimmed_mean_sigma_and_clip) {
 typedef void row_fn(int n, int t, double *out);
 static ns_prep_params *fit_nodes(const ns_prep_opts *o, int nodes, size_t M, const char *const *names, int T,
                                  row_fn *row) {
+  double r[8];
+  cr_assert_leq(M, sizeof r / sizeof *r);
   ns_prep_fit *f = NULL;
   cr_assert_eq(ns_prep_fit_begin(o, &f), NS_OK);
   for (int n = 1; n <= nodes; n++) {
     char node[8];
     snprintf(node, sizeof node, "n%d", n);
     ns_mts *m = mk(node, M, names);
-    double r[8];
     for (int t = 0; t < T; t++) {
       row(n, t, r);
       add(m, (int64_t)t * I, r);
@@ -357,8 +358,6 @@ Test(standardise, zero_variance_and_unknown_node) {
   ns_prep_params_free(p);
 }
 
-/* A node that rarely ran the jobs moving a metric: the trim takes those
- * bursts out of its sigma, so its scale is narrow against the pooled one. */
 /* n1, n2: bursts 40 % of the time; n3: 2 % (inside the trim). */
 static void burst_row(int n, int t, double *r) {
   bool on = n < 3 ? t % 10 < 4 : t % 50 == 0;
@@ -367,6 +366,8 @@ static void burst_row(int n, int t, double *r) {
   r[2] = (double)((t * 7) % 11);
 }
 
+/* A node that rarely ran the jobs moving a metric: the trim takes those
+ * bursts out of its sigma, so its scale is narrow against the pooled one. */
 Test(standardise, narrow_scales_name_rare_job_nodes) {
   const char *names[] = {"burst", "const", "noise"};
   ns_prep_opts o = opts(); /* trim 5 % */
